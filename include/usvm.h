@@ -1,0 +1,360 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * usvm.h - user-space shared virtual memory (the public API).
+ *
+ * usvm brings the Linux kernel's DRM GPU SVM + drm_pagemap design to user
+ * space.  A struct usvm_mm is an address space: managed allocations and
+ * adopted (registered) ranges whose pages may live in system memory or in a
+ * device's memory.  A struct usvm_pagemap is a device-memory provider; its
+ * populate_mm() moves a virtual range into device memory (best effort), and a
+ * CPU touch of a device-resident page migrates the device allocation back, via
+ * real userfaultfd faults.
+ *
+ * Conventions: every function that can fail returns 0 (or a count) on
+ * success and a negative errno on failure, kernel style.  After any error,
+ * every byte the program wrote is still readable at its address.
+ */
+#ifndef USVM_H
+#define USVM_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define USVM_VERSION_MAJOR 0
+#define USVM_VERSION_MINOR 1
+#define USVM_VERSION_STRING "0.1.0"
+
+#define USVM_PAGE_SIZE 4096UL
+/* Largest device allocation; populate requests are split at this alignment. */
+#define USVM_BLOCK_SIZE (2UL << 20)
+
+struct usvm_mm;
+struct usvm_pagemap;
+struct usvm_gpusvm;
+struct usvm_device;
+
+/* ------------------------------------------------------------------------ */
+/* Capability probing                                                        */
+/* ------------------------------------------------------------------------ */
+
+struct usvm_caps {
+	int uffd_available;        /* a userfaultfd could be opened at all */
+	int uffd_errno;            /* errno of the failed attempt, 0 if ok */
+	int uffd_user_mode_only;   /* had to use UFFD_USER_MODE_ONLY */
+	int unprivileged_sysctl;   /* /proc/sys/vm/unprivileged_userfaultfd, -1 unknown */
+	int is_root;
+	int feat_move;             /* UFFDIO_MOVE (migration by page moves) */
+	int feat_event_remove;     /* madvise(DONTNEED) notifications */
+	int feat_event_unmap;      /* munmap notifications */
+	int feat_event_remap;      /* mremap notifications */
+	int feat_sigbus;           /* UFFD_FEATURE_SIGBUS (device pool guard) */
+	int feat_wp;               /* write-protect mode on anonymous memory */
+	int thp_mode;              /* 0 never, 1 madvise, 2 always, -1 unknown */
+	char kernel[128];          /* uname release */
+};
+
+/**
+ * usvm_probe() - find out what this machine offers.
+ * @caps: filled in.
+ *
+ * Never fails; missing pieces are reported in @caps.  Return: 0 if usvm can
+ * run here (userfaultfd with UFFDIO_MOVE), else the negative errno that
+ * usvm_mm_create() would return.
+ */
+int usvm_probe(struct usvm_caps *caps);
+
+/**
+ * usvm_strerror() - a one-line explanation of a usvm error code.
+ * @err: a negative errno returned by usvm.
+ */
+const char *usvm_strerror(int err);
+
+/* ------------------------------------------------------------------------ */
+/* Address space                                                             */
+/* ------------------------------------------------------------------------ */
+
+struct usvm_mm_options {
+	/* Virtual size of each managed arena (default USVM_ARENA_SIZE or 1 GiB). */
+	size_t arena_size;
+	/* CPU fault handler threads (default USVM_FAULT_THREADS or 4). */
+	unsigned int fault_threads;
+};
+
+/**
+ * usvm_mm_create() - create a managed address space.
+ * @opts: options, or NULL for the defaults (environment variables apply).
+ * @out: the new mm.
+ *
+ * Opens userfaultfd (with UFFD_USER_MODE_ONLY when not privileged) and starts
+ * the fault-handler threads.
+ * Return: 0, -EPERM when userfaultfd is not permitted, -ENOSYS when the kernel
+ * lacks userfaultfd or UFFDIO_MOVE, -ENOMEM.
+ */
+int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out);
+
+/**
+ * usvm_mm_destroy() - tear down an address space.
+ *
+ * Every device-resident page is migrated back first; registered ranges are
+ * unregistered (their bytes stay in place); managed allocations are unmapped.
+ */
+void usvm_mm_destroy(struct usvm_mm *mm);
+
+/**
+ * usvm_alloc() - allocate managed memory (like cudaMallocManaged).
+ * @size: bytes, rounded up to pages; allocations >= 64 KiB are 64 KiB
+ *        aligned, >= 2 MiB are 2 MiB aligned.
+ * Return: 0, -EINVAL for size 0, -ENOMEM.  Memory reads as zero.
+ */
+int usvm_alloc(struct usvm_mm *mm, size_t size, void **out);
+
+/**
+ * usvm_free() - free a managed allocation (device copies are dropped).
+ * Return: 0, -EINVAL if @ptr is not the start of a live allocation
+ * (including a double free).
+ */
+int usvm_free(struct usvm_mm *mm, void *ptr);
+
+/**
+ * usvm_register() - adopt memory the program already has.
+ * @addr: page aligned start of private anonymous memory (malloc, mmap).
+ * @len: page aligned length.
+ * Return: 0, -EINVAL (unaligned, zero length, not anonymous private memory),
+ * -EEXIST (overlaps a managed range), -EFAULT (not mapped).
+ */
+int usvm_register(struct usvm_mm *mm, void *addr, size_t len);
+
+/**
+ * usvm_unregister() - give a registered range back to the program.
+ *
+ * Every device-resident page is migrated back first: all bytes stay readable
+ * at their addresses.  @addr/@len must be exactly a registered range.
+ * Return: 0, -EINVAL.
+ */
+int usvm_unregister(struct usvm_mm *mm, void *addr, size_t len);
+
+/**
+ * usvm_where() - residency of one page.
+ * @addr: any address in a managed page.
+ * @pagemap: set to the pagemap holding the page, or NULL for system memory.
+ * Return: 0, -EFAULT if @addr is not managed.
+ */
+int usvm_where(struct usvm_mm *mm, const void *addr, struct usvm_pagemap **pagemap);
+
+/**
+ * usvm_resident_bytes() - bytes of [addr, addr+len) held by @pagemap
+ * (NULL: held in system memory).  Return: bytes, or -EFAULT.
+ */
+long usvm_resident_bytes(struct usvm_mm *mm, const void *addr, size_t len,
+			 struct usvm_pagemap *pagemap);
+
+struct usvm_mm_stats {
+	uint64_t cpu_faults;            /* userfaultfd faults served */
+	uint64_t cpu_faults_devmem;     /* ... on device-resident pages */
+	uint64_t cpu_faults_first_touch;/* ... on never-touched pages */
+	uint64_t timeslice_waits;       /* faults deferred by a timeslice */
+	uint64_t migrations_to_ram;     /* device allocations brought back */
+	uint64_t bytes_to_ram;
+	uint64_t ns_to_ram;
+	uint64_t migrations_to_dev;     /* populate pieces that moved data */
+	uint64_t bytes_to_dev;
+	uint64_t ns_to_dev;
+	uint64_t allocs, frees;
+	uint64_t live_allocs, live_bytes;
+	uint64_t registered_ranges;
+	uint64_t events_remove, events_unmap, events_remap;
+	uint64_t device_bytes_dropped;  /* device copies discarded by free/DONTNEED/munmap */
+};
+
+int usvm_mm_stats(struct usvm_mm *mm, struct usvm_mm_stats *out);
+void usvm_mm_stats_print(struct usvm_mm *mm, FILE *f);
+
+/* ------------------------------------------------------------------------ */
+/* Pagemaps: device memory providers                                         */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * usvm_sim_pagemap_create() - a simulated device memory of @capacity bytes.
+ * @name: for statistics (copied).
+ *
+ * The pool lives in its own mapping, never reachable through managed
+ * pointers; pages move in and out of it by UFFDIO_MOVE.
+ * Return: 0, -EINVAL (capacity 0 or not page aligned), -ENOMEM, -ENOSYS.
+ */
+int usvm_sim_pagemap_create(const char *name, size_t capacity,
+			    struct usvm_pagemap **out);
+
+/**
+ * usvm_pagemap_populate_mm() - populate [start, end) of @mm with device memory.
+ * @timeslice_ms: the migrated pages stay in device memory at least this long
+ *                before a CPU fault may take them back.
+ *
+ * Best effort, like the kernel's drm_pagemap_populate_mm(): existing data is
+ * migrated, never-touched pages are cleared, pages already in this pagemap
+ * stay (only the missing part moves and only that much device memory is
+ * allocated), pages in another pagemap are moved over.  Requests are split at
+ * USVM_BLOCK_SIZE: each piece is one device allocation.  When the pool is
+ * full, least recently used allocations are evicted first.
+ *
+ * Return: 0; -EINVAL (unaligned, empty or wrapping range); -EFAULT (memory not
+ * managed by @mm); -ENOMEM (device memory exhausted even after eviction; some
+ * pieces may have been populated); -ENODEV after unbind; -EBUSY (some pages
+ * could not be moved, e.g. shared after fork).
+ */
+int usvm_pagemap_populate_mm(struct usvm_pagemap *pagemap, void *start, void *end,
+			     struct usvm_mm *mm, unsigned long timeslice_ms);
+
+/**
+ * usvm_pagemap_evict() - migrate device allocations back to system memory.
+ * @addr: evict the allocation holding this address (any mm), or NULL to
+ *        evict every allocation of the pagemap.
+ * Timeslices are not honoured (as drm_pagemap_evict_to_ram).
+ * Return: bytes evicted (>= 0), -ENOENT if @addr is not in this pagemap.
+ */
+long usvm_pagemap_evict(struct usvm_pagemap *pagemap, struct usvm_mm *mm, const void *addr);
+
+/**
+ * usvm_pagemap_unbind() - the device goes away.
+ *
+ * From this call on populate requests fail with -ENODEV; every device page is
+ * migrated back to system memory, then the pool is released.  Safe against
+ * concurrent CPU faults and populates.  Return: 0.
+ */
+int usvm_pagemap_unbind(struct usvm_pagemap *pagemap);
+
+/**
+ * usvm_pagemap_destroy() - unbind (if needed) and free the pagemap.
+ */
+void usvm_pagemap_destroy(struct usvm_pagemap *pagemap);
+
+const char *usvm_pagemap_name(const struct usvm_pagemap *pagemap);
+
+struct usvm_pagemap_stats {
+	uint64_t capacity_bytes;
+	uint64_t used_bytes;           /* device pages allocated now */
+	uint64_t peak_used_bytes;
+	uint64_t live_allocations;     /* device allocations alive now */
+	uint64_t populate_calls;
+	uint64_t populate_ok;
+	uint64_t populate_noop;        /* everything was already there */
+	uint64_t populate_enomem, populate_enodev, populate_efault;
+	uint64_t populate_einval, populate_ebusy;
+	uint64_t pages_migrated_in;    /* pages whose data moved in */
+	uint64_t pages_cleared;        /* never-touched pages zero-filled */
+	uint64_t pages_already_present;
+	uint64_t pages_from_peer;      /* moved from another pagemap */
+	uint64_t migrations_to_dev, bytes_to_dev, ns_to_dev;
+	uint64_t migrations_to_ram, bytes_to_ram, ns_to_ram;
+	uint64_t cpu_fault_migrations; /* migrations back caused by CPU faults */
+	uint64_t evictions, evicted_bytes;
+	uint64_t unbound;
+};
+
+int usvm_pagemap_stats(struct usvm_pagemap *pagemap, struct usvm_pagemap_stats *out);
+void usvm_pagemap_stats_print(struct usvm_pagemap *pagemap, FILE *f);
+
+/* ------------------------------------------------------------------------ */
+/* Simulated devices and their GPU SVM views                                 */
+/* ------------------------------------------------------------------------ */
+
+/* When a device fault migrates the faulting range into device memory. */
+enum usvm_migrate_policy {
+	USVM_POLICY_ALWAYS = 0,   /* every fault on a range not in device memory (default) */
+	USVM_POLICY_ONCE,         /* the first fault of each range only (Xe v6.17) */
+	USVM_POLICY_NEVER,        /* never: map system or peer pages in place */
+};
+
+struct usvm_device_options {
+	const char *name;                 /* for statistics */
+	struct usvm_pagemap *pagemap;     /* this device's memory (own or shared); NULL: none */
+	struct usvm_pagemap *preferred;   /* where faults migrate to; NULL: @pagemap */
+	enum usvm_migrate_policy policy;
+	unsigned long timeslice_ms;       /* passed to populate_mm */
+	size_t chunk_sizes[4];            /* descending, last 4 KiB; zeros: 2M, 64K, 4K */
+	size_t notifier_size;             /* 0: 512 MiB */
+	unsigned int threads;             /* worker threads running kernels; 0: 2 */
+	int peer_access;                  /* may map pages of other pagemaps in place */
+};
+
+/**
+ * usvm_device_create() - a simulated device over @mm with its own GPU SVM.
+ *
+ * Its kernels read and write managed memory only through its page table,
+ * filled on device faults by the GPU SVM fault flow (find_or_insert range,
+ * migration policy, populate_mm, get_pages, bind; retry on -EAGAIN).
+ * Return: 0, -EINVAL (bad chunk sizes), -ENOMEM.
+ */
+int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *opts,
+		       struct usvm_device **out);
+void usvm_device_destroy(struct usvm_device *dev);
+const char *usvm_device_name(const struct usvm_device *dev);
+
+/* Handed to kernels: identifies the device thread doing the access. */
+struct usvm_kctx;
+
+/* A device kernel: called once per index; non-zero return stops the launch. */
+typedef int (*usvm_kernel_fn)(struct usvm_kctx *ctx, unsigned long idx, void *arg);
+
+/**
+ * usvm_device_launch() - run @fn(ctx, i, @arg) for i in [0, @n) on the
+ * device's worker threads and wait for completion.
+ * Return: 0, the first non-zero kernel return, or -EFAULT when a kernel
+ * touched memory no one mapped (a fatal device fault: reported, never a hang).
+ */
+int usvm_device_launch(struct usvm_device *dev, usvm_kernel_fn fn, unsigned long n, void *arg);
+
+/*
+ * Device memory accesses, valid only inside a kernel.  Each translates
+ * through the device page table and takes a device fault on a miss.
+ * Return 0 or a negative errno (-EFAULT: fatal device fault).
+ */
+int usvm_dev_read(struct usvm_kctx *ctx, const void *addr, void *buf, size_t len);
+int usvm_dev_write(struct usvm_kctx *ctx, void *addr, const void *buf, size_t len);
+int usvm_dev_memset(struct usvm_kctx *ctx, void *addr, int c, size_t len);
+/* Atomics need the page in this device's memory (devmem_only faults). */
+int usvm_dev_atomic_add_u64(struct usvm_kctx *ctx, uint64_t *addr, uint64_t v, uint64_t *old);
+int usvm_dev_atomic_cmpxchg_u64(struct usvm_kctx *ctx, uint64_t *addr, uint64_t expected,
+				uint64_t desired, uint64_t *old);
+struct usvm_device *usvm_kctx_device(struct usvm_kctx *ctx);
+
+/* Host-side helpers running one-shot kernels (for tests and workloads). */
+int usvm_device_read(struct usvm_device *dev, const void *addr, void *buf, size_t len);
+int usvm_device_write(struct usvm_device *dev, void *addr, const void *buf, size_t len);
+
+/**
+ * usvm_device_prefetch() - fault [addr, addr+len) into the device ahead of
+ * use (migrating per the device's policy).  Return 0 or -errno.
+ */
+int usvm_device_prefetch(struct usvm_device *dev, void *addr, size_t len);
+
+/** usvm_device_evict() - send every device page of [addr, addr+len) home. */
+int usvm_device_evict(struct usvm_device *dev, void *addr, size_t len);
+
+struct usvm_device_stats {
+	uint64_t device_faults;        /* translation misses served */
+	uint64_t fault_retries;        /* -EAGAIN / invalidation retries */
+	uint64_t fatal_faults;         /* accesses to memory nobody mapped */
+	uint64_t migrations_requested; /* populate_mm calls from the fault flow */
+	uint64_t migration_failures;   /* ... that failed (fell back to system) */
+	uint64_t ranges_created, ranges_removed, ranges_live;
+	uint64_t invalidations;        /* range invalidations received */
+	uint64_t bytes_mapped_system;  /* bound from system memory */
+	uint64_t bytes_mapped_device;  /* bound from this device's pagemap */
+	uint64_t bytes_mapped_peer;    /* bound from another pagemap in place */
+	uint64_t atomics;
+	uint64_t bytes_read, bytes_written;
+};
+
+int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *out);
+void usvm_device_stats_print(struct usvm_device *dev, FILE *f);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USVM_H */

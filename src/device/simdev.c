@@ -1,0 +1,661 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The simulated device (a richer lib/test_hmm.c "dmirror"): worker threads
+ * run kernels whose every access goes through the device page table, which
+ * is the GPU SVM range view (a range with a valid mapping translates its
+ * pages; anything else is a device page fault).  Device faults are served by
+ * the driver flow of the drm_gpusvm DOC example:
+ *
+ *   garbage collect -> find_or_insert(range) -> migration policy ->
+ *   populate_mm(preferred pagemap) -> get_pages -> bind (retry on -EAGAIN)
+ *
+ * falling back to system pages when migration fails; atomics need the page
+ * in this device's memory (devmem_only) and retry until they get it.
+ *
+ * Accesses to device pages run under the GPU SVM notifier lock (read), so a
+ * migration, which invalidates first, never moves a page under a reader.
+ * Accesses to system pages use the managed address with no lock held: they
+ * behave exactly like CPU accesses (a page that moved meanwhile is faulted
+ * back by the CPU fault path), and a page unmapped behind our back raises
+ * SIGSEGV, which is turned into a fatal device fault, never a crash.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <inttypes.h>
+#include "gpusvm/gpusvm.h"
+#include "migrate/migrate.h"
+
+#define FAULT_RETRY_LIMIT 256
+#define ATOMIC_DEADLINE_NS 5000000000ull
+
+struct usvm_device {
+	char name[32];
+	struct usvm_mm *mm;
+	struct usvm_gpusvm svm;
+	struct usvm_pagemap *pagemap;
+	struct usvm_pagemap *preferred;
+	enum usvm_migrate_policy policy;
+	unsigned long timeslice_ms;
+	unsigned int threads;
+	int peer_access;
+	struct {
+		_Atomic uint64_t device_faults, fault_retries, fatal_faults;
+		_Atomic uint64_t migrations_requested, migration_failures;
+		_Atomic uint64_t bytes_mapped_system, bytes_mapped_device, bytes_mapped_peer;
+		_Atomic uint64_t atomics, bytes_read, bytes_written;
+	} st;
+};
+
+struct usvm_kctx {
+	struct usvm_device *dev;
+	int fatal;
+};
+
+/* ---- guarding system-page accesses ------------------------------------- */
+
+static __thread sigjmp_buf *dev_guard;
+static struct sigaction old_segv, old_bus;
+static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
+
+static void guard_handler(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction *old = sig == SIGSEGV ? &old_segv : &old_bus;
+
+	if (dev_guard)
+		siglongjmp(*dev_guard, 1);
+	/* Not a device access: behave as if we were not here. */
+	if (old->sa_flags & SA_SIGINFO && old->sa_sigaction) {
+		old->sa_sigaction(sig, si, uc);
+		return;
+	}
+	if (old->sa_handler != SIG_DFL && old->sa_handler != SIG_IGN && old->sa_handler) {
+		old->sa_handler(sig);
+		return;
+	}
+	sigaction(sig, old, NULL); /* re-executes the access with the default action */
+}
+
+static void guard_install(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = guard_handler;
+	sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGSEGV, &sa, &old_segv);
+	sigaction(SIGBUS, &sa, &old_bus);
+}
+
+/* memcpy that reports -EFAULT instead of crashing on an unmapped address. */
+static int guarded_copy(void *dst, const void *src, size_t len)
+{
+	sigjmp_buf jb;
+
+	if (sigsetjmp(jb, 1)) {
+		dev_guard = NULL;
+		return -EFAULT;
+	}
+	dev_guard = &jb;
+	memcpy(dst, src, len);
+	dev_guard = NULL;
+	return 0;
+}
+
+static int guarded_set(void *dst, int c, size_t len)
+{
+	sigjmp_buf jb;
+
+	if (sigsetjmp(jb, 1)) {
+		dev_guard = NULL;
+		return -EFAULT;
+	}
+	dev_guard = &jb;
+	memset(dst, c, len);
+	dev_guard = NULL;
+	return 0;
+}
+
+/* ---- the fault flow ------------------------------------------------------- */
+
+static int range_in_preferred(struct usvm_device *dev, struct usvm_gpusvm_range *r)
+{
+	size_t i, n = (r->end - r->start) >> USVM_PAGE_SHIFT;
+
+	if (!dev->preferred)
+		return 1; /* no device memory: system pages are as good as it gets */
+	if (!usvm_gpusvm_range_pages_valid(r))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (r->addrs[i].proto != USVM_INTERCONNECT_DRIVER)
+			return 0;
+	return 1;
+}
+
+/* Is the page at @va usable for this access?  notifier_lock held. */
+static int entry_ok(struct usvm_device *dev, struct usvm_gpusvm_range *r, uintptr_t va,
+		    int atomic)
+{
+	const struct usvm_device_addr *e;
+
+	if (!r || !usvm_gpusvm_range_pages_valid(r))
+		return 0;
+	e = &r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
+	/* Atomics need this device's memory (unless it has none: system atomics). */
+	return !atomic || !dev->preferred || e->proto == USVM_INTERCONNECT_DRIVER;
+}
+
+static int needs_migration(struct usvm_device *dev, struct usvm_gpusvm_range *r, int atomic)
+{
+	if (!dev->preferred || !r->migrate_devmem)
+		return 0;
+	if (atomic)
+		return 1;
+	switch (dev->policy) {
+	case USVM_POLICY_ALWAYS: return 1;
+	case USVM_POLICY_ONCE: return !r->skip_migrate;
+	default: return 0;
+	}
+}
+
+/*
+ * Serve a device fault at @va.  Return 0 (retry the access) or a negative
+ * errno (fatal for the access).
+ */
+static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
+{
+	struct usvm_gpusvm *svm = &dev->svm;
+	unsigned long timeslice = dev->timeslice_ms;
+	int migrate_tries = atomic ? 3 : 1;
+	int loops = 0, err = 0;
+
+	STAT_ADD(dev->st.device_faults, 1);
+	pthread_mutex_lock(&svm->driver_lock);
+	for (;;) {
+		struct usvm_gpusvm_ctx ctx = {
+			.device = dev, .owner = dev->pagemap, .peer_access = dev->peer_access,
+		};
+		struct usvm_gpusvm_range *r;
+		int valid;
+
+		if (loops++ >= FAULT_RETRY_LIMIT) {
+			err = -EBUSY;
+			break;
+		}
+		if (loops > 1)
+			STAT_ADD(dev->st.fault_retries, 1);
+		usvm_gpusvm_garbage_collect(svm);
+		r = usvm_gpusvm_range_find_or_insert(svm, va, &err);
+		if (!r) {
+			if (err == -EAGAIN)
+				continue;
+			break;
+		}
+		pthread_rwlock_rdlock(&svm->notifier_lock);
+		valid = entry_ok(dev, r, va, atomic) && (!atomic || range_in_preferred(dev, r));
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		if (valid) {
+			err = 0; /* another thread served it already */
+			break;
+		}
+		if (migrate_tries > 0 && needs_migration(dev, r, atomic)) {
+			pthread_rwlock_rdlock(&svm->notifier_lock);
+			valid = range_in_preferred(dev, r);
+			pthread_rwlock_unlock(&svm->notifier_lock);
+			if (!valid) {
+				migrate_tries--;
+				STAT_ADD(dev->st.migrations_requested, 1);
+				err = usvm_pagemap_populate_mm(dev->preferred, (void *)r->start,
+							       (void *)r->end, dev->mm, timeslice);
+				r->skip_migrate = 1;
+				if (err) {
+					STAT_ADD(dev->st.migration_failures, 1);
+					/* CPU mappings may have changed, or memory is short:
+					 * retry; without devmem_only we fall back to system. */
+					timeslice <<= 1;
+					if (atomic && migrate_tries > 0)
+						continue;
+				}
+			}
+		}
+		ctx.devmem_only = atomic && dev->preferred != NULL;
+		err = usvm_gpusvm_range_get_pages(svm, r, &ctx);
+		if (err == -EOPNOTSUPP) {
+			usvm_gpusvm_range_evict(svm, r);
+			continue;
+		}
+		if (err == -EFAULT && ctx.devmem_only) {
+			/* Atomics retry until the page is in device memory. */
+			migrate_tries = 3;
+			usleep(50);
+			continue;
+		}
+		if (err == -EFAULT) {
+			int gone;
+
+			pthread_rwlock_rdlock(&svm->notifier_lock);
+			gone = r->unmapped;
+			pthread_rwlock_unlock(&svm->notifier_lock);
+			if (gone)
+				continue; /* collect it; find_or_insert then decides */
+			break;
+		}
+		if (err == -EBUSY || err == -EAGAIN)
+			continue;
+		if (err)
+			break;
+		STAT_ADD(dev->st.bytes_mapped_system, ctx.mapped_system);
+		STAT_ADD(dev->st.bytes_mapped_device, ctx.mapped_device);
+		STAT_ADD(dev->st.bytes_mapped_peer, ctx.mapped_peer);
+		/* Bind: the access re-checks validity under the notifier lock;
+		 * an invalidation in between makes it fault again (-EAGAIN). */
+		break;
+	}
+	pthread_mutex_unlock(&svm->driver_lock);
+	return err;
+}
+
+/* ---- accesses ----------------------------------------------------------------- */
+
+enum access_op { OP_READ, OP_WRITE, OP_SET, OP_ADD, OP_CMPXCHG };
+
+struct access {
+	enum access_op op;
+	void *buf;          /* read destination / write source */
+	int c;              /* memset value */
+	uint64_t v, expected, *old;
+};
+
+static int do_atomic(void *p, struct access *a)
+{
+	uint64_t *q = p;
+
+	if ((uintptr_t)q & 7)
+		return -EINVAL;
+	if (a->op == OP_ADD) {
+		uint64_t o = __atomic_fetch_add(q, a->v, __ATOMIC_SEQ_CST);
+
+		if (a->old)
+			*a->old = o;
+	} else {
+		uint64_t e = a->expected;
+
+		__atomic_compare_exchange_n(q, &e, a->v, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+		if (a->old)
+			*a->old = e;
+	}
+	return 0;
+}
+
+static int do_plain(void *p, size_t len, struct access *a, int guarded)
+{
+	switch (a->op) {
+	case OP_READ:
+		return guarded ? guarded_copy(a->buf, p, len) : (memcpy(a->buf, p, len), 0);
+	case OP_WRITE:
+		return guarded ? guarded_copy(p, a->buf, len) : (memcpy(p, a->buf, len), 0);
+	case OP_SET:
+		return guarded ? guarded_set(p, a->c, len) : (memset(p, a->c, len), 0);
+	default:
+		return -EINVAL;
+	}
+}
+
+/* One access within one page, with device faults as needed. */
+static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct access *a)
+{
+	struct usvm_device *dev = ctx->dev;
+	struct usvm_gpusvm *svm = &dev->svm;
+	int atomic = a->op == OP_ADD || a->op == OP_CMPXCHG;
+	uint64_t deadline = 0;
+	int tries;
+
+	for (tries = 0;; tries++) {
+		struct usvm_gpusvm_range *r;
+		struct usvm_device_addr e;
+		int err;
+
+		pthread_rwlock_rdlock(&svm->notifier_lock);
+		r = usvm_gpusvm_range_find(svm, va);
+		if (entry_ok(dev, r, va, atomic)) {
+			e = r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
+			if (e.proto != USVM_INTERCONNECT_SYSTEM) {
+				/* Device memory: access under the lock; it cannot move. */
+				void *p = (void *)(e.addr + (va & (USVM_PAGE_SIZE - 1)));
+
+				err = atomic ? do_atomic(p, a) : do_plain(p, len, a, 0);
+				pthread_rwlock_unlock(&svm->notifier_lock);
+				return err;
+			}
+			pthread_rwlock_unlock(&svm->notifier_lock);
+			if (atomic) {
+				err = do_atomic((void *)va, a); /* device without memory */
+				return err;
+			}
+			/* System page: the managed address, behaving as a CPU access. */
+			err = do_plain((void *)va, len, a, 1);
+			if (!err)
+				return 0;
+		} else {
+			pthread_rwlock_unlock(&svm->notifier_lock);
+		}
+		err = device_fault(dev, va, atomic);
+		if (err && atomic && err == -EBUSY) {
+			if (!deadline)
+				deadline = usvm_now_ns() + ATOMIC_DEADLINE_NS;
+			if (usvm_now_ns() < deadline)
+				continue;
+		}
+		if (err || tries > FAULT_RETRY_LIMIT) {
+			STAT_ADD(dev->st.fatal_faults, 1);
+			ctx->fatal = 1;
+			return err ? err : -EBUSY;
+		}
+	}
+}
+
+static int access_span(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct access *a)
+{
+	while (len) {
+		size_t chunk = MIN_UL(len, USVM_PAGE_SIZE - (va & (USVM_PAGE_SIZE - 1)));
+		int err = access_page(ctx, va, chunk, a);
+
+		if (err)
+			return err;
+		va += chunk;
+		len -= chunk;
+		if (a->buf)
+			a->buf = (char *)a->buf + chunk;
+	}
+	return 0;
+}
+
+int usvm_dev_read(struct usvm_kctx *ctx, const void *addr, void *buf, size_t len)
+{
+	struct access a = { .op = OP_READ, .buf = buf };
+
+	STAT_ADD(ctx->dev->st.bytes_read, len);
+	return access_span(ctx, (uintptr_t)addr, len, &a);
+}
+
+int usvm_dev_write(struct usvm_kctx *ctx, void *addr, const void *buf, size_t len)
+{
+	struct access a = { .op = OP_WRITE, .buf = (void *)buf };
+
+	STAT_ADD(ctx->dev->st.bytes_written, len);
+	return access_span(ctx, (uintptr_t)addr, len, &a);
+}
+
+int usvm_dev_memset(struct usvm_kctx *ctx, void *addr, int c, size_t len)
+{
+	struct access a = { .op = OP_SET, .c = c };
+
+	STAT_ADD(ctx->dev->st.bytes_written, len);
+	return access_span(ctx, (uintptr_t)addr, len, &a);
+}
+
+int usvm_dev_atomic_add_u64(struct usvm_kctx *ctx, uint64_t *addr, uint64_t v, uint64_t *old)
+{
+	struct access a = { .op = OP_ADD, .v = v, .old = old };
+
+	STAT_ADD(ctx->dev->st.atomics, 1);
+	return access_page(ctx, (uintptr_t)addr, sizeof(*addr), &a);
+}
+
+int usvm_dev_atomic_cmpxchg_u64(struct usvm_kctx *ctx, uint64_t *addr, uint64_t expected,
+				uint64_t desired, uint64_t *old)
+{
+	struct access a = { .op = OP_CMPXCHG, .v = desired, .expected = expected, .old = old };
+
+	STAT_ADD(ctx->dev->st.atomics, 1);
+	return access_page(ctx, (uintptr_t)addr, sizeof(*addr), &a);
+}
+
+struct usvm_device *usvm_kctx_device(struct usvm_kctx *ctx)
+{
+	return ctx->dev;
+}
+
+/* ---- launch ------------------------------------------------------------------- */
+
+struct launch {
+	struct usvm_device *dev;
+	usvm_kernel_fn fn;
+	void *arg;
+	unsigned long n;
+	atomic_ulong next;
+	atomic_int stop;
+	atomic_int result;
+};
+
+static void *launch_worker(void *p)
+{
+	struct launch *l = p;
+	struct usvm_kctx ctx = { .dev = l->dev };
+
+	while (!atomic_load(&l->stop)) {
+		unsigned long i = atomic_fetch_add(&l->next, 1);
+		int ret;
+
+		if (i >= l->n)
+			break;
+		ret = l->fn(&ctx, i, l->arg);
+		if (ctx.fatal && !ret)
+			ret = -EFAULT; /* a fatal device fault the kernel ignored */
+		if (ret) {
+			int zero = 0;
+
+			atomic_compare_exchange_strong(&l->result, &zero, ret);
+			atomic_store(&l->stop, 1);
+		}
+	}
+	return NULL;
+}
+
+int usvm_device_launch(struct usvm_device *dev, usvm_kernel_fn fn, unsigned long n, void *arg)
+{
+	struct launch l = { .dev = dev, .fn = fn, .arg = arg, .n = n };
+	pthread_t tids[16];
+	unsigned int i, nt;
+
+	if (!dev || !fn)
+		return -EINVAL;
+	if (!n)
+		return 0;
+	atomic_init(&l.next, 0);
+	atomic_init(&l.stop, 0);
+	atomic_init(&l.result, 0);
+	nt = (unsigned)MIN_UL(dev->threads, n);
+	for (i = 1; i < nt; i++)
+		if (pthread_create(&tids[i], NULL, launch_worker, &l))
+			break;
+	nt = i;
+	launch_worker(&l); /* the caller's thread is worker 0 */
+	for (i = 1; i < nt; i++)
+		pthread_join(tids[i], NULL);
+	return atomic_load(&l.result);
+}
+
+/* ---- host-side helpers -------------------------------------------------------- */
+
+struct xfer {
+	void *addr;
+	void *buf;
+	size_t len;
+	int write;
+};
+
+static int xfer_kernel(struct usvm_kctx *ctx, unsigned long idx, void *arg)
+{
+	struct xfer *x = arg;
+
+	(void)idx;
+	return x->write ? usvm_dev_write(ctx, x->addr, x->buf, x->len)
+			: usvm_dev_read(ctx, x->addr, x->buf, x->len);
+}
+
+int usvm_device_read(struct usvm_device *dev, const void *addr, void *buf, size_t len)
+{
+	struct xfer x = { (void *)addr, buf, len, 0 };
+
+	return usvm_device_launch(dev, xfer_kernel, 1, &x);
+}
+
+int usvm_device_write(struct usvm_device *dev, void *addr, const void *buf, size_t len)
+{
+	struct xfer x = { addr, (void *)buf, len, 1 };
+
+	return usvm_device_launch(dev, xfer_kernel, 1, &x);
+}
+
+int usvm_device_prefetch(struct usvm_device *dev, void *addr, size_t len)
+{
+	uintptr_t va = ALIGN_DOWN_UL((uintptr_t)addr, USVM_PAGE_SIZE);
+	uintptr_t end = (uintptr_t)addr + len;
+
+	if (!dev || !len)
+		return -EINVAL;
+	while (va < end) {
+		struct usvm_gpusvm_range *r;
+		uintptr_t next;
+		int err, ok;
+
+		pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+		r = usvm_gpusvm_range_find(&dev->svm, va);
+		ok = entry_ok(dev, r, va, 0) && range_in_preferred(dev, r);
+		next = r ? r->end : va + USVM_PAGE_SIZE;
+		pthread_rwlock_unlock(&dev->svm.notifier_lock);
+		if (!ok) {
+			err = device_fault(dev, va, 0);
+			if (err)
+				return err;
+			pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+			r = usvm_gpusvm_range_find(&dev->svm, va);
+			next = r ? r->end : va + USVM_PAGE_SIZE;
+			pthread_rwlock_unlock(&dev->svm.notifier_lock);
+		}
+		va = next;
+	}
+	return 0;
+}
+
+int usvm_device_evict(struct usvm_device *dev, void *addr, size_t len)
+{
+	struct usvm_mm *mm;
+	uintptr_t a = (uintptr_t)addr, end = a + len;
+	int err = 0;
+
+	if (!dev || !len)
+		return -EINVAL;
+	mm = dev->mm;
+	pthread_rwlock_rdlock(&mm->regions_lock);
+	while (a < end) {
+		struct usvm_region *r = mm_region_find(mm, a);
+
+		if (!r) {
+			err = -EFAULT;
+			break;
+		}
+		err = mm_migrate_range_to_ram(mm, r, a, MIN_UL(end, r->end));
+		if (err)
+			break;
+		a = r->end;
+	}
+	pthread_rwlock_unlock(&mm->regions_lock);
+	return err;
+}
+
+/* ---- create / destroy / stats --------------------------------------------------- */
+
+int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *o,
+		       struct usvm_device **out)
+{
+	struct usvm_device_options def = { 0 };
+	struct usvm_device *dev;
+	int nchunks = 0, err;
+
+	if (!mm || !out)
+		return -EINVAL;
+	if (!o)
+		o = &def;
+	while (nchunks < 4 && o->chunk_sizes[nchunks])
+		nchunks++;
+	if (o->policy > USVM_POLICY_NEVER)
+		return -EINVAL;
+	dev = calloc(1, sizeof(*dev));
+	if (!dev)
+		return -ENOMEM;
+	snprintf(dev->name, sizeof(dev->name), "%s", o->name ? o->name : "dev");
+	dev->mm = mm;
+	dev->pagemap = o->pagemap;
+	dev->preferred = o->preferred ? o->preferred : o->pagemap;
+	dev->policy = o->policy;
+	dev->timeslice_ms = o->timeslice_ms;
+	dev->threads = o->threads ? MIN_UL(o->threads, 16u) : 2;
+	dev->peer_access = o->peer_access;
+	err = usvm_gpusvm_init(&dev->svm, dev->name, mm, o->chunk_sizes, nchunks,
+			       o->notifier_size, NULL, dev);
+	if (err) {
+		free(dev);
+		return err;
+	}
+	pthread_once(&guard_once, guard_install);
+	*out = dev;
+	return 0;
+}
+
+void usvm_device_destroy(struct usvm_device *dev)
+{
+	if (!dev)
+		return;
+	usvm_gpusvm_fini(&dev->svm);
+	free(dev);
+}
+
+const char *usvm_device_name(const struct usvm_device *dev)
+{
+	return dev ? dev->name : "";
+}
+
+int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *o)
+{
+	if (!dev || !o)
+		return -EINVAL;
+	memset(o, 0, sizeof(*o));
+#define C(f) o->f = STAT_READ(dev->st.f)
+	C(device_faults); C(fault_retries); C(fatal_faults);
+	C(migrations_requested); C(migration_failures);
+	C(bytes_mapped_system); C(bytes_mapped_device); C(bytes_mapped_peer);
+	C(atomics); C(bytes_read); C(bytes_written);
+#undef C
+	o->ranges_created = STAT_READ(dev->svm.ranges_created);
+	o->ranges_removed = STAT_READ(dev->svm.ranges_removed);
+	o->ranges_live = usvm_gpusvm_range_count(&dev->svm);
+	o->invalidations = STAT_READ(dev->svm.invalidations);
+	return 0;
+}
+
+void usvm_device_stats_print(struct usvm_device *dev, FILE *f)
+{
+	struct usvm_device_stats s;
+
+	if (usvm_device_stats(dev, &s))
+		return;
+	fprintf(f, "device %s: %" PRIu64 " faults (%" PRIu64 " retries, %" PRIu64 " fatal), %"
+		PRIu64 " migrations asked (%" PRIu64 " failed)\n",
+		dev->name, s.device_faults, s.fault_retries, s.fatal_faults,
+		s.migrations_requested, s.migration_failures);
+	fprintf(f, "  ranges     %" PRIu64 " created, %" PRIu64 " removed, %" PRIu64
+		" live, %" PRIu64 " invalidations\n",
+		s.ranges_created, s.ranges_removed, s.ranges_live, s.invalidations);
+	fprintf(f, "  mapped     %.1f MiB system, %.1f MiB device, %.1f MiB peer; %" PRIu64
+		" atomics, %.1f MiB read, %.1f MiB written\n",
+		s.bytes_mapped_system / 1048576.0, s.bytes_mapped_device / 1048576.0,
+		s.bytes_mapped_peer / 1048576.0, s.atomics, s.bytes_read / 1048576.0,
+		s.bytes_written / 1048576.0);
+}

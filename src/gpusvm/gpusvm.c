@@ -1,0 +1,534 @@
+// SPDX-License-Identifier: MIT
+/*
+ * GPU SVM: notifiers, ranges, get_pages, invalidation, garbage collection
+ * (the design of drivers/gpu/drm/drm_gpusvm.c, on usvm's mm).
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "gpusvm.h"
+#include "migrate/migrate.h"
+
+#define GET_PAGES_TIMEOUT_NS 1000000000ull /* HMM_RANGE_DEFAULT_TIMEOUT */
+
+/* ---- lookup ------------------------------------------------------------ */
+
+static struct usvm_gpusvm_notifier *notifier_find(struct usvm_gpusvm *svm, uintptr_t addr,
+						  size_t *pos)
+{
+	size_t lo = 0, hi = svm->nnotifiers;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		struct usvm_gpusvm_notifier *n = svm->notifiers[mid];
+
+		if (addr < n->start)
+			hi = mid;
+		else if (addr >= n->end)
+			lo = mid + 1;
+		else
+			return n;
+	}
+	if (pos)
+		*pos = lo;
+	return NULL;
+}
+
+/* Index of the first range of @n ending after @addr. */
+static size_t range_lower_bound(struct usvm_gpusvm_notifier *n, uintptr_t addr)
+{
+	size_t lo = 0, hi = n->nranges;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (n->ranges[mid]->end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+struct usvm_gpusvm_range *usvm_gpusvm_range_find(struct usvm_gpusvm *svm, uintptr_t addr)
+{
+	struct usvm_gpusvm_notifier *n = notifier_find(svm, addr, NULL);
+	size_t i;
+
+	if (!n)
+		return NULL;
+	i = range_lower_bound(n, addr);
+	if (i < n->nranges && n->ranges[i]->start <= addr)
+		return n->ranges[i];
+	return NULL;
+}
+
+static int range_overlaps(struct usvm_gpusvm_notifier *n, uintptr_t start, uintptr_t end)
+{
+	size_t i = range_lower_bound(n, start);
+
+	return i < n->nranges && n->ranges[i]->start < end;
+}
+
+/* ---- invalidation (mmu interval notifier) ------------------------------ */
+
+static void gpusvm_invalidate(struct usvm_mm_notifier *mn, uintptr_t start, uintptr_t end,
+			      enum usvm_inval_event ev, const void *owner)
+{
+	struct usvm_gpusvm *svm = container_of(mn, struct usvm_gpusvm, mmn);
+	size_t i, j;
+
+	(void)owner;
+	pthread_rwlock_wrlock(&svm->notifier_lock);
+	for (i = 0; i < svm->nnotifiers; i++) {
+		struct usvm_gpusvm_notifier *n = svm->notifiers[i];
+
+		if (n->end <= start || n->start >= end)
+			continue;
+		n->seq++;
+		for (j = range_lower_bound(n, start); j < n->nranges; j++) {
+			struct usvm_gpusvm_range *r = n->ranges[j];
+
+			if (r->start >= end)
+				break;
+			if (svm->ops && svm->ops->invalidate)
+				svm->ops->invalidate(svm, r, ev);
+			if (r->has_dma_mapping || r->has_devmem_pages)
+				STAT_ADD(svm->invalidations, 1);
+			r->has_dma_mapping = 0;
+			r->has_devmem_pages = 0;
+			if (ev == USVM_INVAL_UNMAP) {
+				r->unmapped = 1;
+				if (r->start < start || r->end > end)
+					r->partial_unmap = 1;
+				if (!r->in_gc) {
+					r->in_gc = 1;
+					r->gc_next = svm->gc_list;
+					svm->gc_list = r;
+				}
+			}
+		}
+	}
+	pthread_rwlock_unlock(&svm->notifier_lock);
+}
+
+/* ---- init / fini --------------------------------------------------------- */
+
+int usvm_gpusvm_init(struct usvm_gpusvm *svm, const char *name, struct usvm_mm *mm,
+		     const size_t *chunk_sizes, int num_chunks, size_t notifier_size,
+		     const struct usvm_gpusvm_ops *ops, void *driver)
+{
+	static const size_t def_chunks[] = { 2u << 20, 64u << 10, 4u << 10 };
+	pthread_rwlockattr_t attr;
+	int i;
+
+	memset(svm, 0, sizeof(*svm));
+	if (!mm || num_chunks < 0 || num_chunks > 4)
+		return -EINVAL;
+	if (!num_chunks) {
+		chunk_sizes = def_chunks;
+		num_chunks = 3;
+	}
+	for (i = 0; i < num_chunks; i++) {
+		size_t c = chunk_sizes[i];
+
+		/* Powers of two, descending, within a block, ending at one page. */
+		if (c < USVM_PAGE_SIZE || c > USVM_BLOCK_SIZE || (c & (c - 1)) ||
+		    (i && c >= chunk_sizes[i - 1]))
+			return -EINVAL;
+		svm->chunk_sizes[i] = c;
+	}
+	if (svm->chunk_sizes[num_chunks - 1] != USVM_PAGE_SIZE)
+		return -EINVAL;
+	if (!notifier_size)
+		notifier_size = 512ul << 20;
+	if (notifier_size & (notifier_size - 1) || notifier_size < USVM_BLOCK_SIZE)
+		return -EINVAL;
+	svm->num_chunks = num_chunks;
+	svm->notifier_size = notifier_size;
+	svm->name = name;
+	svm->mm = mm;
+	svm->ops = ops;
+	svm->driver = driver;
+	pthread_mutex_init(&svm->driver_lock, NULL);
+	/* Writers (invalidations) must not starve behind streams of readers. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&svm->notifier_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	svm->mmn.invalidate = gpusvm_invalidate;
+	usvm_mm_notifier_register(mm, &svm->mmn);
+	return 0;
+}
+
+static void range_free(struct usvm_gpusvm_range *r)
+{
+	free(r->addrs);
+	free(r);
+}
+
+void usvm_gpusvm_fini(struct usvm_gpusvm *svm)
+{
+	size_t i, j;
+
+	usvm_mm_notifier_unregister(svm->mm, &svm->mmn);
+	for (i = 0; i < svm->nnotifiers; i++) {
+		struct usvm_gpusvm_notifier *n = svm->notifiers[i];
+
+		for (j = 0; j < n->nranges; j++)
+			range_free(n->ranges[j]);
+		free(n->ranges);
+		free(n);
+	}
+	free(svm->notifiers);
+	pthread_rwlock_destroy(&svm->notifier_lock);
+	pthread_mutex_destroy(&svm->driver_lock);
+}
+
+/* ---- find_or_insert --------------------------------------------------------- */
+
+/* Can [start, end) form a range: inside one region, no page unmapped? */
+static int chunk_fits_mm(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct usvm_region *r = mm_region_find(mm, start);
+	uintptr_t a;
+
+	if (!r || r->dying || end > r->end)
+		return 0;
+	if (r->kind == USVM_REGION_USER) {
+		for (a = start; a < end; a += USVM_PAGE_SIZE)
+			if (region_page(r, a)->flags & USVM_PAGE_UNMAPPED)
+				return 0;
+	}
+	return 1;
+}
+
+static struct usvm_gpusvm_notifier *notifier_get(struct usvm_gpusvm *svm, uintptr_t addr)
+{
+	struct usvm_gpusvm_notifier *n;
+	size_t pos = 0;
+
+	n = notifier_find(svm, addr, &pos);
+	if (n)
+		return n;
+	if (svm->nnotifiers == svm->capn) {
+		size_t cap = svm->capn ? svm->capn * 2 : 8;
+		struct usvm_gpusvm_notifier **a = realloc(svm->notifiers, cap * sizeof(*a));
+
+		if (!a)
+			return NULL;
+		svm->notifiers = a;
+		svm->capn = cap;
+	}
+	n = calloc(1, sizeof(*n));
+	if (!n)
+		return NULL;
+	n->start = ALIGN_DOWN_UL(addr, svm->notifier_size);
+	n->end = n->start + svm->notifier_size;
+	pthread_rwlock_wrlock(&svm->notifier_lock);
+	memmove(&svm->notifiers[pos + 1], &svm->notifiers[pos],
+		(svm->nnotifiers - pos) * sizeof(*svm->notifiers));
+	svm->notifiers[pos] = n;
+	svm->nnotifiers++;
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	return n;
+}
+
+struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *svm,
+							   uintptr_t fault_addr, int *err)
+{
+	struct usvm_gpusvm_notifier *n;
+	struct usvm_gpusvm_range *r;
+	uintptr_t start = 0, end = 0;
+	size_t pos;
+	int i, found = 0;
+
+	pthread_rwlock_rdlock(&svm->mm->regions_lock);
+	if (!chunk_fits_mm(svm->mm, ALIGN_DOWN_UL(fault_addr, USVM_PAGE_SIZE),
+			   ALIGN_DOWN_UL(fault_addr, USVM_PAGE_SIZE) + USVM_PAGE_SIZE)) {
+		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		*err = -EFAULT; /* no "VMA": nobody mapped this address */
+		return NULL;
+	}
+	n = notifier_get(svm, fault_addr);
+	if (!n) {
+		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	pthread_rwlock_rdlock(&svm->notifier_lock);
+	r = usvm_gpusvm_range_find(svm, fault_addr);
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	if (r && !r->unmapped) {
+		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		return r;
+	}
+	if (r) {
+		/* An unmapped range not collected yet: collect, then retry. */
+		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		*err = -EAGAIN;
+		return NULL;
+	}
+	/* The largest aligned chunk inside the memory and the notifier, not
+	 * overlapping an existing range (drm_gpusvm_range_chunk_size). */
+	for (i = 0; i < svm->num_chunks; i++) {
+		size_t c = svm->chunk_sizes[i];
+
+		start = ALIGN_DOWN_UL(fault_addr, c);
+		end = start + c;
+		if (start < n->start || end > n->end || !chunk_fits_mm(svm->mm, start, end))
+			continue;
+		if (c != USVM_PAGE_SIZE && range_overlaps(n, start, end))
+			continue;
+		found = 1;
+		break;
+	}
+	pthread_rwlock_unlock(&svm->mm->regions_lock);
+	if (!found) {
+		*err = -EINVAL;
+		return NULL;
+	}
+	r = calloc(1, sizeof(*r));
+	if (r)
+		r->addrs = calloc((end - start) >> USVM_PAGE_SHIFT, sizeof(*r->addrs));
+	if (!r || !r->addrs) {
+		free(r);
+		*err = -ENOMEM;
+		return NULL;
+	}
+	r->start = start;
+	r->end = end;
+	r->notifier = n;
+	r->notifier_seq = (unsigned long)-1;
+	r->migrate_devmem = 1; /* all managed memory is private anonymous */
+	pthread_rwlock_wrlock(&svm->notifier_lock);
+	if (n->nranges == n->cap) {
+		size_t cap = n->cap ? n->cap * 2 : 16;
+		struct usvm_gpusvm_range **a = realloc(n->ranges, cap * sizeof(*a));
+
+		if (!a) {
+			pthread_rwlock_unlock(&svm->notifier_lock);
+			range_free(r);
+			*err = -ENOMEM;
+			return NULL;
+		}
+		n->ranges = a;
+		n->cap = cap;
+	}
+	pos = range_lower_bound(n, start);
+	memmove(&n->ranges[pos + 1], &n->ranges[pos], (n->nranges - pos) * sizeof(*n->ranges));
+	n->ranges[pos] = r;
+	n->nranges++;
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	STAT_ADD(svm->ranges_created, 1);
+	return r;
+}
+
+/* ---- get_pages ------------------------------------------------------------ */
+
+/*
+ * Snapshot one page (hmm_range_fault with a device owner): a device page of
+ * the owner (or of a peer, with peer access) is used as is; any other device
+ * page is migrated to RAM first, honouring its timeslice.
+ */
+static int snapshot_page(struct usvm_gpusvm_ctx *ctx, struct usvm_region *reg,
+			 uintptr_t va, struct usvm_device_addr *out)
+{
+	struct usvm_page *pg = region_page(reg, va);
+	struct usvm_devmem *dm = pg->dm;
+
+	if (pg->flags & (USVM_PAGE_UNMAPPED | USVM_PAGE_PENDING))
+		return pg->flags & USVM_PAGE_UNMAPPED ? -EFAULT : -EAGAIN;
+	if (dm && (dm->pagemap == ctx->owner || ctx->peer_access)) {
+		int err = dm->pagemap->ops->device_map(dm->pagemap, ctx->device,
+						       dm->pfn[pg->idx], out);
+
+		if (err)
+			return err;
+		if (dm->pagemap != ctx->owner)
+			out->proto = USVM_INTERCONNECT_PEER;
+		return 0;
+	}
+	if (dm) {
+		if (usvm_now_ns() < dm->timeslice_expire_ns)
+			return -EAGAIN; /* its device keeps it a while longer */
+		if (migrate_devmem_to_ram(dm, USVM_MIGRATE_CPU_FAULT) < 0)
+			return -EAGAIN;
+	}
+	if (ctx->devmem_only)
+		return -EFAULT;
+	out->addr = va;
+	out->proto = USVM_INTERCONNECT_SYSTEM;
+	out->order = 0;
+	return 0;
+}
+
+static int snapshot_range(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *range,
+			  struct usvm_gpusvm_ctx *ctx, struct usvm_device_addr *addrs)
+{
+	struct usvm_mm *mm = svm->mm;
+	struct usvm_region *reg;
+	uintptr_t a = range->start;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&mm->regions_lock);
+	reg = mm_region_find(mm, range->start);
+	if (!reg || reg->dying || range->end > reg->end)
+		err = -EFAULT;
+	while (!err && a < range->end) {
+		uintptr_t bend = MIN_UL(range->end, ALIGN_DOWN_UL(a, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
+		pthread_mutex_t *bl = mm_block_lock(mm, a);
+
+		pthread_mutex_lock(bl);
+		for (; !err && a < bend; a += USVM_PAGE_SIZE)
+			err = snapshot_page(ctx, reg, a,
+					    &addrs[(a - range->start) >> USVM_PAGE_SHIFT]);
+		pthread_mutex_unlock(bl);
+	}
+	pthread_rwlock_unlock(&mm->regions_lock);
+	return err;
+}
+
+int usvm_gpusvm_range_get_pages(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *range,
+				struct usvm_gpusvm_ctx *ctx)
+{
+	size_t npages = (range->end - range->start) >> USVM_PAGE_SHIFT, i;
+	uint64_t deadline = usvm_now_ns() + GET_PAGES_TIMEOUT_NS;
+	struct usvm_device_addr *addrs;
+	unsigned long seq;
+	int err;
+
+	addrs = malloc(npages * sizeof(*addrs)); /* never allocate under the lock */
+	if (!addrs)
+		return -ENOMEM;
+retry:
+	if (usvm_now_ns() > deadline) {
+		free(addrs);
+		return -EBUSY;
+	}
+	pthread_rwlock_rdlock(&svm->notifier_lock);
+	if (range->unmapped) {
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		free(addrs);
+		return -EFAULT;
+	}
+	seq = range->notifier->seq;
+	pthread_rwlock_unlock(&svm->notifier_lock);
+
+	err = snapshot_range(svm, range, ctx, addrs);
+	if (err == -EAGAIN) {
+		usleep(100);
+		goto retry;
+	}
+	if (err) {
+		free(addrs);
+		return err;
+	}
+	pthread_rwlock_wrlock(&svm->notifier_lock);
+	if (range->unmapped) {
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		free(addrs);
+		return -EFAULT;
+	}
+	if (range->notifier->seq != seq) {
+		/* An invalidation ran meanwhile: what we saw may be stale. */
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		goto retry;
+	}
+	ctx->mapped_system = ctx->mapped_device = ctx->mapped_peer = 0;
+	range->has_devmem_pages = 0;
+	for (i = 0; i < npages; i++) {
+		range->addrs[i] = addrs[i];
+		switch (addrs[i].proto) {
+		case USVM_INTERCONNECT_SYSTEM: ctx->mapped_system += USVM_PAGE_SIZE; break;
+		case USVM_INTERCONNECT_PEER: ctx->mapped_peer += USVM_PAGE_SIZE; break;
+		default: ctx->mapped_device += USVM_PAGE_SIZE; break;
+		}
+		if (addrs[i].proto != USVM_INTERCONNECT_SYSTEM)
+			range->has_devmem_pages = 1;
+	}
+	range->has_dma_mapping = 1;
+	range->notifier_seq = seq;
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	free(addrs);
+	return 0;
+}
+
+/* ---- evict / garbage collection -------------------------------------------- */
+
+int usvm_gpusvm_range_evict(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *range)
+{
+	struct usvm_mm *mm = svm->mm;
+	struct usvm_region *reg;
+	int err = 0;
+
+	pthread_rwlock_rdlock(&mm->regions_lock);
+	reg = mm_region_find(mm, range->start);
+	if (reg)
+		err = mm_migrate_range_to_ram(mm, reg, range->start, range->end);
+	pthread_rwlock_unlock(&mm->regions_lock);
+	return err;
+}
+
+static void range_remove(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *r)
+{
+	struct usvm_gpusvm_notifier *n = r->notifier;
+	size_t i;
+
+	pthread_rwlock_wrlock(&svm->notifier_lock);
+	for (i = 0; i < n->nranges; i++) {
+		if (n->ranges[i] == r) {
+			memmove(&n->ranges[i], &n->ranges[i + 1],
+				(n->nranges - i - 1) * sizeof(*n->ranges));
+			n->nranges--;
+			break;
+		}
+	}
+	if (!n->nranges) {
+		/* Empty notifier: remove it too (drm_gpusvm_range_remove). */
+		for (i = 0; i < svm->nnotifiers; i++) {
+			if (svm->notifiers[i] == n) {
+				memmove(&svm->notifiers[i], &svm->notifiers[i + 1],
+					(svm->nnotifiers - i - 1) * sizeof(*svm->notifiers));
+				svm->nnotifiers--;
+				break;
+			}
+		}
+		free(n->ranges);
+		free(n);
+	}
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	range_free(r);
+	STAT_ADD(svm->ranges_removed, 1);
+}
+
+void usvm_gpusvm_garbage_collect(struct usvm_gpusvm *svm)
+{
+	struct usvm_gpusvm_range *r;
+
+	for (;;) {
+		pthread_rwlock_wrlock(&svm->notifier_lock);
+		r = svm->gc_list;
+		if (r)
+			svm->gc_list = r->gc_next;
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		if (!r)
+			return;
+		/* Ranges are never split: the still-mapped part goes home. */
+		if (r->partial_unmap)
+			usvm_gpusvm_range_evict(svm, r);
+		range_remove(svm, r);
+	}
+}
+
+size_t usvm_gpusvm_range_count(struct usvm_gpusvm *svm)
+{
+	size_t i, total = 0;
+
+	pthread_rwlock_rdlock(&svm->notifier_lock);
+	for (i = 0; i < svm->nnotifiers; i++)
+		total += svm->notifiers[i]->nranges;
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	return total;
+}
