@@ -33,8 +33,8 @@ struct usvm_gpusvm_range {
 	unsigned int partial_unmap : 1;
 	unsigned int has_devmem_pages : 1;  /* the mapping includes device pages */
 	unsigned int has_dma_mapping : 1;   /* the mapping is valid */
-	unsigned int skip_migrate : 1;      /* policy ONCE: migrated already */
 	unsigned int in_gc : 1;
+	int skip_migrate;                   /* policy ONCE: migrated already (driver_lock) */
 	struct usvm_device_addr *addrs;     /* one per page */
 	struct usvm_gpusvm_range *gc_next;
 };

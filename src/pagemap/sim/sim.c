@@ -175,12 +175,18 @@ static void sim_devmem_release(struct usvm_devmem *dm)
 	if (!a)
 		return;
 	pthread_mutex_lock(&sp->lock);
-	for (i = 0; i < a->npages; i++) {
-		/* Pages whose data was dropped still sit in the pool: discard. */
+	for (i = 0; i < a->npages;) {
+		unsigned long j = i + 1;
+
+		while (j < a->npages && a->pfn[j] == a->pfn[j - 1] + 1)
+			j++;
+		/* Pages whose data was dropped still sit in the pool: discard them
+		 * (one call per contiguous run; moved-out pages are already empty). */
 		if (!sp->released)
 			madvise((void *)(sp->base + (a->pfn[i] << USVM_PAGE_SHIFT)),
-				USVM_PAGE_SIZE, MADV_DONTNEED);
-		bit_clear(sp->bitmap, a->pfn[i]);
+				(j - i) << USVM_PAGE_SHIFT, MADV_DONTNEED);
+		for (; i < j; i++)
+			bit_clear(sp->bitmap, a->pfn[i]);
 	}
 	sp->nfree += a->npages;
 	pthread_mutex_unlock(&sp->lock);
