@@ -85,6 +85,7 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum usvm_migrate_reason why)
 	uintptr_t lo = UINTPTR_MAX, hi = 0;
 	uint64_t t0;
 	long done;
+	int uffd;
 
 	for (i = 0; i < dm->npages; i++) {
 		if (!dm->va[i])
@@ -110,9 +111,6 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum usvm_migrate_reason why)
 		pg->dm = NULL;
 		pg->idx = 0;
 	}
-	/* Only now may the CPU threads waiting on these pages go on. */
-	if (done)
-		uffd_wake(dm->region->uffd, lo, hi - lo);
 	t0 = usvm_now_ns() - t0;
 	STAT_ADD(mm->st.migrations_to_ram, 1);
 	STAT_ADD(mm->st.bytes_to_ram, (uint64_t)done * USVM_PAGE_SIZE);
@@ -126,8 +124,13 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum usvm_migrate_reason why)
 		STAT_ADD(pm->st.evictions, 1);
 		STAT_ADD(pm->st.evicted_bytes, (uint64_t)done * USVM_PAGE_SIZE);
 	}
+	uffd = dm->region->uffd; /* dm may be released by the drops below */
 	for (i = 0; i < (unsigned long)done; i++)
 		devmem_drop_page(dm, idx[i]);
+	/* Only now, with states saying "system" and the device memory free
+	 * again, may the CPU threads waiting on these pages go on. */
+	if (done)
+		uffd_wake(uffd, lo, hi - lo);
 	if ((unsigned long)done < n)
 		return -EIO;
 	return done * (long)USVM_PAGE_SIZE;
