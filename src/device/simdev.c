@@ -58,7 +58,9 @@ struct usvm_kctx {
 
 /* ---- guarding system-page accesses ------------------------------------- */
 
-static __thread sigjmp_buf *dev_guard;
+/* volatile: the compiler must not drop or sink the stores around memcpy
+ * (it knows memcpy does not read dev_guard, but the signal handler does). */
+static __thread sigjmp_buf *volatile dev_guard;
 static struct sigaction old_segv, old_bus;
 static pthread_once_t guard_once = PTHREAD_ONCE_INIT;
 
@@ -102,7 +104,9 @@ static int guarded_copy(void *dst, const void *src, size_t len)
 		return -EFAULT;
 	}
 	dev_guard = &jb;
+	__asm__ volatile("" ::: "memory");
 	memcpy(dst, src, len);
+	__asm__ volatile("" ::: "memory");
 	dev_guard = NULL;
 	return 0;
 }
@@ -116,18 +120,29 @@ static int guarded_set(void *dst, int c, size_t len)
 		return -EFAULT;
 	}
 	dev_guard = &jb;
+	__asm__ volatile("" ::: "memory");
 	memset(dst, c, len);
+	__asm__ volatile("" ::: "memory");
 	dev_guard = NULL;
 	return 0;
 }
 
 /* ---- the fault flow ------------------------------------------------------- */
 
+/* Device memory to migrate into, or NULL (none, or its pagemap is unbound:
+ * the device then works on system memory, atomics included). */
+static struct usvm_pagemap *dev_memory(struct usvm_device *dev)
+{
+	struct usvm_pagemap *pm = dev->preferred;
+
+	return pm && !atomic_load(&pm->unbound) ? pm : NULL;
+}
+
 static int range_in_preferred(struct usvm_device *dev, struct usvm_gpusvm_range *r)
 {
 	size_t i, n = (r->end - r->start) >> USVM_PAGE_SHIFT;
 
-	if (!dev->preferred)
+	if (!dev_memory(dev))
 		return 1; /* no device memory: system pages are as good as it gets */
 	if (!usvm_gpusvm_range_pages_valid(r))
 		return 0;
@@ -147,12 +162,12 @@ static int entry_ok(struct usvm_device *dev, struct usvm_gpusvm_range *r, uintpt
 		return 0;
 	e = &r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
 	/* Atomics need this device's memory (unless it has none: system atomics). */
-	return !atomic || !dev->preferred || e->proto == USVM_INTERCONNECT_DRIVER;
+	return !atomic || !dev_memory(dev) || e->proto == USVM_INTERCONNECT_DRIVER;
 }
 
 static int needs_migration(struct usvm_device *dev, struct usvm_gpusvm_range *r, int atomic)
 {
-	if (!dev->preferred || !r->migrate_devmem)
+	if (!dev_memory(dev) || !r->migrate_devmem)
 		return 0;
 	if (atomic)
 		return 1;
@@ -223,7 +238,7 @@ static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
 				}
 			}
 		}
-		ctx.devmem_only = atomic && dev->preferred != NULL;
+		ctx.devmem_only = atomic && dev_memory(dev) != NULL;
 		err = usvm_gpusvm_range_get_pages(svm, r, &ctx);
 		if (err == -EOPNOTSUPP) {
 			usvm_gpusvm_range_evict(svm, r);
@@ -320,6 +335,7 @@ static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct a
 		struct usvm_device_addr e;
 		int err;
 
+		mm_events_settle(dev->mm);
 		pthread_rwlock_rdlock(&svm->notifier_lock);
 		r = usvm_gpusvm_range_find(svm, va);
 		if (entry_ok(dev, r, va, atomic)) {
@@ -337,10 +353,15 @@ static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct a
 				err = do_atomic((void *)va, a); /* device without memory */
 				return err;
 			}
-			/* System page: the managed address, behaving as a CPU access. */
+			/* System page: the managed address, behaving as a CPU access.
+			 * A fault there means nothing is mapped at @va any more
+			 * (munmap behind our back): a fatal device fault. */
 			err = do_plain((void *)va, len, a, 1);
 			if (!err)
 				return 0;
+			STAT_ADD(dev->st.fatal_faults, 1);
+			ctx->fatal = 1;
+			return err;
 		} else {
 			pthread_rwlock_unlock(&svm->notifier_lock);
 		}

@@ -212,21 +212,25 @@ static struct usvm_gpusvm_notifier *notifier_get(struct usvm_gpusvm *svm, uintpt
 	n = notifier_find(svm, addr, &pos);
 	if (n)
 		return n;
-	if (svm->nnotifiers == svm->capn) {
-		size_t cap = svm->capn ? svm->capn * 2 : 8;
-		struct usvm_gpusvm_notifier **a = realloc(svm->notifiers, cap * sizeof(*a));
-
-		if (!a)
-			return NULL;
-		svm->notifiers = a;
-		svm->capn = cap;
-	}
 	n = calloc(1, sizeof(*n));
 	if (!n)
 		return NULL;
 	n->start = ALIGN_DOWN_UL(addr, svm->notifier_size);
 	n->end = n->start + svm->notifier_size;
+	/* Readers (device accesses) walk the array: swap it under the lock. */
 	pthread_rwlock_wrlock(&svm->notifier_lock);
+	if (svm->nnotifiers == svm->capn) {
+		size_t cap = svm->capn ? svm->capn * 2 : 8;
+		struct usvm_gpusvm_notifier **a = realloc(svm->notifiers, cap * sizeof(*a));
+
+		if (!a) {
+			pthread_rwlock_unlock(&svm->notifier_lock);
+			free(n);
+			return NULL;
+		}
+		svm->notifiers = a;
+		svm->capn = cap;
+	}
 	memmove(&svm->notifiers[pos + 1], &svm->notifiers[pos],
 		(svm->nnotifiers - pos) * sizeof(*svm->notifiers));
 	svm->notifiers[pos] = n;
@@ -242,7 +246,7 @@ struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *s
 	struct usvm_gpusvm_range *r;
 	uintptr_t start = 0, end = 0;
 	size_t pos;
-	int i, found = 0;
+	int i, found = 0, gone;
 
 	pthread_rwlock_rdlock(&svm->mm->regions_lock);
 	if (!chunk_fits_mm(svm->mm, ALIGN_DOWN_UL(fault_addr, USVM_PAGE_SIZE),
@@ -259,8 +263,9 @@ struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *s
 	}
 	pthread_rwlock_rdlock(&svm->notifier_lock);
 	r = usvm_gpusvm_range_find(svm, fault_addr);
+	gone = r && r->unmapped;
 	pthread_rwlock_unlock(&svm->notifier_lock);
-	if (r && !r->unmapped) {
+	if (r && !gone) {
 		pthread_rwlock_unlock(&svm->mm->regions_lock);
 		return r;
 	}

@@ -5,11 +5,28 @@
  * migration costs about one page-table update per page.
  */
 #include <errno.h>
+#include <unistd.h>
 #include <sys/mman.h>
 #include <sys/ioctl.h>
 #include "pagemap/pagemap.h"
 #include "mm/mm.h"
 #include "mm/uffd.h"
+
+/*
+ * -EAGAIN from a userfaultfd ioctl means the address space is changing: a
+ * munmap/mremap event is in flight and its caller has not resumed yet.
+ * Back off and retry (bounded: about one second).
+ */
+static int again_backoff(int *tries)
+{
+	if (++*tries > 20000)
+		return 0;
+	if (mm_eagain_hook)
+		mm_eagain_hook();
+	if (*tries > 8)
+		usleep(50);
+	return 1;
+}
 
 /* Zero-fill the pages of [dst, dst+len) that a hole-skipping move left empty. */
 static long fill_holes(int uffd, uintptr_t dst, size_t len, unsigned long *zeroed)
@@ -65,8 +82,8 @@ long usvm_host_take_pages(int pool_uffd, uintptr_t dst, uintptr_t src, size_t le
 			off += (size_t)m.move;
 		if (!err)
 			break;
-		if (err == EAGAIN && tries++ < 100)
-			continue;       /* page briefly locked (reclaim, compaction) */
+		if (err == EAGAIN && again_backoff(&tries))
+			continue;       /* mm changing, or page briefly locked */
 		break;              /* EBUSY: pinned or shared page; stop short */
 	}
 	if (off) {
@@ -91,7 +108,7 @@ long usvm_host_give_pages(struct usvm_devmem *dm, uintptr_t dst, uintptr_t src, 
 			off += (size_t)r;
 			continue;
 		}
-		if (r == -EAGAIN && tries++ < 100)
+		if (r == -EAGAIN && again_backoff(&tries))
 			continue;
 		if (r == -ENOENT) {
 			/* Pool hole (never written device page): it reads as zero. */

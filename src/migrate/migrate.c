@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "migrate.h"
 #include "mm/uffd.h"
 
@@ -43,12 +44,15 @@ static void devmem_detach(struct usvm_devmem *dm)
 		list_del_init(&dm->lru_link);
 		dm->on_lru = 0;
 	}
+	if (was_on_lru)
+		atomic_fetch_add(&pm->offlru, 1);
 	pthread_mutex_unlock(&pm->lock);
 	if (!was_on_lru)
 		return;
 	STAT_SUB(pm->st.used_bytes, dm->npages * USVM_PAGE_SIZE);
 	STAT_SUB(pm->st.live_allocations, 1);
 	dm->ops->devmem_release(dm);
+	atomic_fetch_sub(&pm->offlru, 1);
 	usvm_devmem_put(dm);
 }
 
@@ -199,6 +203,7 @@ static struct usvm_devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *m
  */
 static int devmem_alloc_evicting(struct usvm_pagemap *pm, struct usvm_devmem *dm)
 {
+	uint64_t deadline = 0;
 	int err;
 
 	if ((size_t)dm->npages * USVM_PAGE_SIZE > pm->capacity)
@@ -207,15 +212,35 @@ static int devmem_alloc_evicting(struct usvm_pagemap *pm, struct usvm_devmem *dm
 		err = pm->ops->devmem_alloc(pm, dm);
 		if (err != -ENOMEM)
 			break;
-		if (pagemap_evict_lru(pm) == 0)
+		if (pagemap_evict_lru(pm) != 0)
+			continue;
+		/* Nothing evictable: memory held by allocations in flight comes
+		 * free shortly; wait for it a bounded time, then give up. */
+		if (!atomic_load(&pm->offlru))
 			break;
+		if (!deadline)
+			deadline = usvm_now_ns() + 2000000000ull;
+		if (usvm_now_ns() > deadline)
+			break;
+		usleep(20);
 	}
 	if (err)
 		return err;
 	err = dm->ops->populate_devmem_pfn(dm, dm->npages, dm->pfn);
-	if (err)
+	if (err) {
 		dm->ops->devmem_release(dm);
-	return err;
+		return err;
+	}
+	atomic_fetch_add(&pm->offlru, 1); /* until it reaches the LRU or is released */
+	return 0;
+}
+
+/* An allocation that never reached the LRU goes back. */
+static void devmem_abandon(struct usvm_devmem *dm)
+{
+	dm->ops->devmem_release(dm);
+	atomic_fetch_sub(&dm->pagemap->offlru, 1);
+	usvm_devmem_put(dm);
 }
 
 /* Pages of [start, end) not yet in @pm; -EFAULT if any is unmapped. */
@@ -305,8 +330,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 		if (again > missing || again <= 0) {
 			/* Raced with another migration: start over (kernel: -EAGAIN loop). */
 			pthread_mutex_unlock(bl);
-			dm->ops->devmem_release(dm);
-			usvm_devmem_put(dm);
+			devmem_abandon(dm);
 			if (again <= 0) {
 				res->present = present;
 				return again < 0 ? (int)again : 1;
@@ -316,8 +340,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 		err = evict_peer_pages(pm, r, start, end, &res->from_peer);
 		if (err) {
 			pthread_mutex_unlock(bl);
-			dm->ops->devmem_release(dm);
-			usvm_devmem_put(dm);
+			devmem_abandon(dm);
 			return err;
 		}
 		k = 0;
@@ -333,8 +356,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 		t0 = usvm_now_ns() - t0;
 		if (taken <= 0) {
 			pthread_mutex_unlock(bl);
-			dm->ops->devmem_release(dm);
-			usvm_devmem_put(dm);
+			devmem_abandon(dm);
 			return taken < 0 ? (int)taken : -EBUSY;
 		}
 		for (a = 0; a < (uintptr_t)taken; a++) {
@@ -349,6 +371,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 		pthread_mutex_lock(&pm->lock);
 		list_add_tail(&dm->lru_link, &pm->lru);
 		dm->on_lru = 1;
+		atomic_fetch_sub(&pm->offlru, 1);
 		pthread_mutex_unlock(&pm->lock);
 		STAT_ADD(pm->st.live_allocations, 1);
 		STAT_ADD(pm->st.used_bytes, dm->npages * USVM_PAGE_SIZE);

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/ioctl.h>
 #include "mm.h"
 #include "uffd.h"
 #include "migrate/migrate.h"
@@ -158,7 +159,7 @@ static int arena_new(struct usvm_mm *mm, size_t min_bytes, struct usvm_region **
 		munmap((void *)base, size);
 		return err;
 	}
-	err = mm_region_add(mm, base, base + size, USVM_REGION_ARENA, mm->uffd_arena, &r);
+	err = mm_region_add(mm, base, base + size, USVM_REGION_ARENA, mm->uffd_arena, 0, &r);
 	if (!err) {
 		r->bitmap = calloc((r->npages + 63) / 64, sizeof(uint64_t));
 		if (!r->bitmap)
@@ -220,6 +221,64 @@ int usvm_alloc(struct usvm_mm *mm, size_t size, void **out)
 	return 0;
 }
 
+#define TRASH_SIZE USVM_BLOCK_SIZE
+
+int mm_trash_init(struct usvm_mm *mm)
+{
+	void *p = mmap(NULL, TRASH_SIZE, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	int err;
+
+	if (p == MAP_FAILED)
+		return -ENOMEM;
+	err = uffd_register(mm->uffd_arena, (uintptr_t)p, TRASH_SIZE);
+	if (err) {
+		munmap(p, TRASH_SIZE);
+		return err;
+	}
+	mm->trash = (uintptr_t)p;
+	return 0;
+}
+
+void mm_trash_fini(struct usvm_mm *mm)
+{
+	if (!mm->trash)
+		return;
+	uffd_unregister(mm->uffd_arena, mm->trash, TRASH_SIZE);
+	munmap((void *)mm->trash, TRASH_SIZE);
+	mm->trash = 0;
+}
+
+/*
+ * Give the CPU pages of a freed allocation back to the kernel.  A plain
+ * MADV_DONTNEED would raise a REMOVE event that a fault thread handles
+ * later, possibly after the range was allocated again and populated (it
+ * would then drop the new owner's device copies).  So the pages are first
+ * moved out to a private trash area (no event) and discarded there (its
+ * events fall outside every region and are ignored).
+ */
+static void discard_pages(struct usvm_mm *mm, uintptr_t a, size_t len)
+{
+	size_t off = 0;
+
+	pthread_mutex_lock(&mm->trash_lock);
+	while (off < len) {
+		size_t n = MIN_UL(len - off, TRASH_SIZE);
+		struct uffdio_move m = {
+			.dst = mm->trash, .src = a + off, .len = n,
+			.mode = UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
+		};
+
+		if (ioctl(mm->uffd_arena, UFFDIO_MOVE, &m) && m.move < (long)n) {
+			/* A page that cannot move (shared after fork): zap in place. */
+			madvise((void *)(a + off), n, MADV_DONTNEED);
+		}
+		madvise((void *)mm->trash, TRASH_SIZE, MADV_DONTNEED);
+		off += n;
+	}
+	pthread_mutex_unlock(&mm->trash_lock);
+}
+
 int usvm_free(struct usvm_mm *mm, void *ptr)
 {
 	uintptr_t a = (uintptr_t)ptr;
@@ -237,10 +296,10 @@ int usvm_free(struct usvm_mm *mm, void *ptr)
 	len = (size_t)n << USVM_PAGE_SHIFT;
 	pthread_rwlock_rdlock(&mm->regions_lock);
 	r = mm_region_find(mm, a);
-	/* Device copies go; then the CPU pages (no events on arena memory). */
+	/* Device copies go; then the CPU pages. */
 	mm_drop_range(mm, r, a, a + len, USVM_INVAL_REMOVE, 0);
-	madvise(ptr, len, MADV_DONTNEED);
 	pthread_rwlock_unlock(&mm->regions_lock);
+	discard_pages(mm, a, len);
 	pthread_mutex_lock(&mm->alloc_lock);
 	bits_assign(r->bitmap, (a - r->start) >> USVM_PAGE_SHIFT, n, 0);
 	pthread_mutex_unlock(&mm->alloc_lock);

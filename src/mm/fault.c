@@ -31,11 +31,20 @@ struct deferred {
 	uint64_t when_ns;
 };
 
+#define PENDING_MAX 64
+
 struct fault_thread {
 	struct usvm_mm *mm;
 	struct deferred *dq;
 	size_t ndq, capdq;
+	/* Messages read ahead while an event was being handled (FIFO). */
+	struct uffd_msg pend[PENDING_MAX];
+	int pend_uffd[PENDING_MAX];
+	unsigned int npend, pend_head;
 };
+
+__thread void (*mm_eagain_hook)(void);
+static __thread struct fault_thread *cur_ft;
 
 static void defer(struct fault_thread *ft, int uffd, uintptr_t addr, uint64_t when)
 {
@@ -115,29 +124,33 @@ static uint64_t handle_fault(struct usvm_mm *mm, int uffd, uintptr_t addr)
 	return retry;
 }
 
-static void handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
+void mm_handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 			  enum usvm_inval_event ev)
 {
+	int any_gone = 0;
 	size_t i;
 
 	pthread_rwlock_rdlock(&mm->regions_lock);
 	for (i = 0; i < mm->nregions; i++) {
 		struct usvm_region *r = mm->regions[i];
 
-		if (r->kind != USVM_REGION_USER || r->end <= start || r->start >= end)
+		if (r->end <= start || r->start >= end)
 			continue;
 		mm_drop_range(mm, r, start, end, ev,
 			      ev == USVM_INVAL_UNMAP ? USVM_PAGE_UNMAPPED : 0);
+		if (r->kind == USVM_REGION_USER && atomic_load(&r->unmapped_pages) == r->npages)
+			any_gone = 1;
 	}
 	pthread_rwlock_unlock(&mm->regions_lock);
-	if (ev != USVM_INVAL_UNMAP)
+	if (!any_gone)
 		return;
-	/* Regions unmapped as a whole are forgotten (e.g. free() of a big malloc). */
+	/* Registered ranges unmapped completely (e.g. free() of a big malloc,
+	 * possibly in several munmap calls) are forgotten. */
 	pthread_rwlock_wrlock(&mm->regions_lock);
 	for (i = 0; i < mm->nregions;) {
 		struct usvm_region *r = mm->regions[i];
 
-		if (r->kind == USVM_REGION_USER && r->start >= start && r->end <= end) {
+		if (r->kind == USVM_REGION_USER && atomic_load(&r->unmapped_pages) == r->npages) {
 			mm_region_remove_locked(mm, r);
 			mm_region_free(r);
 			STAT_SUB(mm->st.registered_ranges, 1);
@@ -148,7 +161,6 @@ static void handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 	pthread_rwlock_unlock(&mm->regions_lock);
 }
 
-void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len);
 
 static void handle_msg(struct fault_thread *ft, int uffd, const struct uffd_msg *msg)
 {
@@ -164,12 +176,12 @@ static void handle_msg(struct fault_thread *ft, int uffd, const struct uffd_msg 
 		break;
 	case UFFD_EVENT_REMOVE:
 		STAT_ADD(mm->st.events_remove, 1);
-		handle_remove(mm, (uintptr_t)msg->arg.remove.start,
+		mm_handle_remove(mm, (uintptr_t)msg->arg.remove.start,
 			      (uintptr_t)msg->arg.remove.end, USVM_INVAL_REMOVE);
 		break;
 	case UFFD_EVENT_UNMAP:
 		STAT_ADD(mm->st.events_unmap, 1);
-		handle_remove(mm, (uintptr_t)msg->arg.remove.start,
+		mm_handle_remove(mm, (uintptr_t)msg->arg.remove.start,
 			      (uintptr_t)msg->arg.remove.end, USVM_INVAL_UNMAP);
 		break;
 	case UFFD_EVENT_REMAP:
@@ -217,18 +229,101 @@ static int next_timeout_ms(struct fault_thread *ft)
 	return (int)MIN_UL((first - now + 999999) / 1000000, 1000);
 }
 
+/*
+ * Read and handle messages one at a time.  Events (munmap, madvise, mremap)
+ * must be handled in the order the kernel queued them (an mremap sends
+ * REMAP and then UNMAP for the old range): the event lock is taken before
+ * the read lock is dropped, so a later event cannot overtake an earlier one.
+ * Page faults are handled in parallel.
+ */
+/* mm_eagain_hook: read one message of each userfaultfd into the queue. */
+static void read_ahead(void)
+{
+	struct fault_thread *ft = cur_ft;
+	struct usvm_mm *mm = ft->mm;
+	int fds[2] = { mm->uffd_arena, mm->uffd_user }, i;
+
+	for (i = 0; i < 2 && ft->npend < PENDING_MAX; i++) {
+		struct uffd_msg *msg = &ft->pend[ft->npend];
+		ssize_t n;
+
+		/* Busy read lock: another thread is reading (and may wait for
+		 * our event lock): it releases the event's caller itself. */
+		if (pthread_mutex_trylock(&mm->read_lock))
+			return;
+		atomic_fetch_add(&mm->events_inflight, 1);
+		n = read(fds[i], msg, sizeof(*msg));
+		pthread_mutex_unlock(&mm->read_lock);
+		if (n != (ssize_t)sizeof(*msg) || msg->event == UFFD_EVENT_PAGEFAULT)
+			atomic_fetch_sub(&mm->events_inflight, 1);
+		if (n == (ssize_t)sizeof(*msg))
+			ft->pend_uffd[ft->npend++] = fds[i];
+	}
+}
+
+static void handle_one(struct fault_thread *ft, int uffd, const struct uffd_msg *msg,
+		       int is_event)
+{
+	struct usvm_mm *mm = ft->mm;
+
+	if (is_event) {
+		cur_ft = ft;
+		mm_eagain_hook = read_ahead;
+	}
+	handle_msg(ft, uffd, msg);
+	if (is_event) {
+		mm_eagain_hook = NULL;
+		pthread_mutex_unlock(&mm->event_lock);
+		atomic_fetch_sub(&mm->events_inflight, 1);
+	}
+}
+
+/* Handle what read_ahead() queued, in order.  Events among them are
+ * counted in flight; the event lock is taken for each in turn. */
+static void run_pending(struct fault_thread *ft)
+{
+	while (ft->pend_head < ft->npend) {
+		unsigned int i = ft->pend_head++;
+		int is_event = ft->pend[i].event != UFFD_EVENT_PAGEFAULT;
+
+		if (is_event)
+			pthread_mutex_lock(&ft->mm->event_lock);
+		handle_one(ft, ft->pend_uffd[i], &ft->pend[i], is_event);
+	}
+	ft->npend = ft->pend_head = 0;
+}
+
+/*
+ * Read and handle messages one at a time.  Events (munmap, madvise, mremap)
+ * must be handled in the order the kernel queued them (an mremap sends
+ * REMAP and then UNMAP for the old range): the event lock is taken before
+ * the read lock is dropped, so a later event cannot overtake an earlier one.
+ * Page faults are handled in parallel.
+ */
 static void drain(struct fault_thread *ft, int uffd)
 {
-	struct uffd_msg msgs[16];
+	struct usvm_mm *mm = ft->mm;
 
 	for (;;) {
-		ssize_t n = read(uffd, msgs, sizeof(msgs));
-		ssize_t i;
+		struct uffd_msg msg;
+		ssize_t n;
+		int is_event;
 
-		if (n <= 0)
+		/* Counted before read(): the munmap caller resumes as soon as
+		 * its event is read, and devices must not run ahead of us. */
+		atomic_fetch_add(&mm->events_inflight, 1);
+		pthread_mutex_lock(&mm->read_lock);
+		n = read(uffd, &msg, sizeof(msg));
+		is_event = n == (ssize_t)sizeof(msg) && msg.event != UFFD_EVENT_PAGEFAULT;
+		if (is_event)
+			pthread_mutex_lock(&mm->event_lock);
+		pthread_mutex_unlock(&mm->read_lock);
+		if (!is_event)
+			atomic_fetch_sub(&mm->events_inflight, 1);
+		if (n != (ssize_t)sizeof(msg))
 			return; /* EAGAIN: another thread took them */
-		for (i = 0; i < n / (ssize_t)sizeof(msgs[0]); i++)
-			handle_msg(ft, uffd, &msgs[i]);
+		handle_one(ft, uffd, &msg, is_event);
+		run_pending(ft);
 	}
 }
 
@@ -236,6 +331,7 @@ static void *fault_thread_main(void *arg)
 {
 	struct fault_thread ft = { .mm = arg };
 	struct usvm_mm *mm = ft.mm;
+	unsigned int id = atomic_fetch_add(&mm->next_thread_id, 1);
 	struct pollfd pfd[3] = {
 		{ .fd = mm->uffd_arena, .events = POLLIN },
 		{ .fd = mm->uffd_user, .events = POLLIN },
@@ -243,8 +339,13 @@ static void *fault_thread_main(void *arg)
 	};
 
 	while (!atomic_load(&mm->stopping)) {
-		int n = poll(pfd, 3, next_timeout_ms(&ft));
+		int n;
 
+		/* Idle: everything this thread read has been handled. */
+		atomic_fetch_add(&mm->thread_gen[id], 1);
+		atomic_store(&mm->thread_busy[id], 0);
+		n = poll(pfd, 3, next_timeout_ms(&ft));
+		atomic_store(&mm->thread_busy[id], 1);
 		if (n < 0 && errno != EINTR)
 			break;
 		if (pfd[0].revents & POLLIN)
@@ -260,6 +361,22 @@ static void *fault_thread_main(void *arg)
 	}
 	free(ft.dq);
 	return NULL;
+}
+
+void mm_events_quiesce(struct usvm_mm *mm)
+{
+	uint64_t gen[USVM_MAX_FAULT_THREADS];
+	uint64_t deadline = usvm_now_ns() + 1000000000ull;
+	unsigned int i;
+
+	for (i = 0; i < mm->nthreads; i++)
+		gen[i] = atomic_load(&mm->thread_gen[i]);
+	for (i = 0; i < mm->nthreads; i++) {
+		/* A busy thread may hold an event it read but has not handled. */
+		while (atomic_load(&mm->thread_busy[i]) &&
+		       atomic_load(&mm->thread_gen[i]) == gen[i] && usvm_now_ns() < deadline)
+			usleep(50);
+	}
 }
 
 int mm_fault_threads_start(struct usvm_mm *mm)

@@ -15,9 +15,10 @@
 #include "uffd.h"
 #include "migrate/migrate.h"
 
-#define ARENA_FEATURES (UFFD_FEATURE_MOVE)
-#define USER_FEATURES (UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE | \
-		       UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP)
+/* Both userfaultfds see munmap/madvise/mremap done behind our back. */
+#define ARENA_FEATURES (UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE | \
+			UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP)
+#define USER_FEATURES ARENA_FEATURES
 
 /* ---- regions ---------------------------------------------------------- */
 
@@ -60,7 +61,8 @@ static int region_overlaps(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 }
 
 int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-		  enum usvm_region_kind kind, int uffd, struct usvm_region **out)
+		  enum usvm_region_kind kind, int uffd, uint32_t init_flags,
+		  struct usvm_region **out)
 {
 	struct usvm_region *r;
 	size_t npages = (end - start) >> USVM_PAGE_SHIFT, i;
@@ -82,6 +84,9 @@ int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 	r->kind = kind;
 	r->uffd = uffd;
 	r->npages = npages;
+	if (init_flags)
+		for (i = 0; i < npages; i++)
+			r->pages[i].flags = init_flags;
 	pthread_rwlock_wrlock(&mm->regions_lock);
 	if (region_overlaps(mm, start, end)) {
 		pthread_rwlock_unlock(&mm->regions_lock);
@@ -181,10 +186,13 @@ void mm_drop_range(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
 
 			if (pg->dm) {
 				STAT_ADD(mm->st.device_bytes_dropped, USVM_PAGE_SIZE);
+				pg->dm->dropped++; /* its pool page still holds data */
 				devmem_drop_page(pg->dm, pg->idx);
 				pg->dm = NULL;
 				pg->idx = 0;
 			}
+			if ((set_flags & USVM_PAGE_UNMAPPED) && !(pg->flags & USVM_PAGE_UNMAPPED))
+				atomic_fetch_add(&r->unmapped_pages, 1);
 			pg->flags |= set_flags;
 		}
 		pthread_mutex_unlock(bl);
@@ -247,11 +255,16 @@ int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out)
 	pthread_rwlock_init(&mm->regions_lock, NULL);
 	pthread_rwlock_init(&mm->notifier_lock, NULL);
 	pthread_mutex_init(&mm->alloc_lock, NULL);
+	pthread_mutex_init(&mm->trash_lock, NULL);
+	pthread_mutex_init(&mm->read_lock, NULL);
+	pthread_mutex_init(&mm->event_lock, NULL);
 	for (i = 0; i < USVM_BLOCK_LOCKS; i++)
 		pthread_mutex_init(&mm->block_locks[i], NULL);
 	list_init(&mm->notifiers);
 
 	err = uffd_open(ARENA_FEATURES, &got, &mm->user_mode_only);
+	if (err == -EINVAL) /* events unavailable: behind-our-back changes unseen */
+		err = uffd_open(UFFD_FEATURE_MOVE, &got, &mm->user_mode_only);
 	if (err < 0)
 		goto fail;
 	mm->uffd_arena = err;
@@ -260,11 +273,14 @@ int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out)
 		goto fail;
 	}
 	err = uffd_open(USER_FEATURES, &mm->features_user, &mm->user_mode_only);
-	if (err == -EINVAL) /* events unavailable: registered ranges lose them */
-		err = uffd_open(ARENA_FEATURES, &mm->features_user, &mm->user_mode_only);
+	if (err == -EINVAL)
+		err = uffd_open(UFFD_FEATURE_MOVE, &mm->features_user, &mm->user_mode_only);
 	if (err < 0)
 		goto fail;
 	mm->uffd_user = err;
+	err = mm_trash_init(mm);
+	if (err)
+		goto fail;
 	mm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (mm->stop_efd < 0) {
 		err = -errno;
@@ -315,6 +331,7 @@ void usvm_mm_destroy(struct usvm_mm *mm)
 	pthread_rwlock_unlock(&mm->regions_lock);
 	free(mm->regions);
 	mm_allocs_destroy(mm);
+	mm_trash_fini(mm);
 	close(mm->uffd_arena);
 	close(mm->uffd_user);
 	close(mm->stop_efd);
@@ -371,7 +388,13 @@ int usvm_register(struct usvm_mm *mm, void *addr, size_t len)
 	err = check_anon_private(start, end);
 	if (err)
 		return err;
-	err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, &r);
+	err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, 0, &r);
+	if (err == -EEXIST) {
+		/* Maybe the old range was just unmapped and its event is still
+		 * being handled: let the fault threads catch up, then retry. */
+		mm_events_quiesce(mm);
+		err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, 0, &r);
+	}
 	if (err)
 		return err;
 	err = uffd_register(mm->uffd_user, start, len);

@@ -16,6 +16,7 @@
 #define USVM_MM_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include "usvm.h"
 #include "util.h"
@@ -38,6 +39,7 @@ struct usvm_region {
 	enum usvm_region_kind kind;
 	int uffd;                   /* the userfaultfd it is registered with */
 	atomic_int dying;           /* being unregistered: no new populates */
+	_Atomic size_t unmapped_pages; /* pages flagged USVM_PAGE_UNMAPPED */
 	struct usvm_page *pages;    /* one per page, NORESERVE mapping */
 	/* Arena allocator (kind ARENA), under mm->alloc_lock. */
 	uint64_t *bitmap;
@@ -88,6 +90,18 @@ struct usvm_mm {
 
 	unsigned int nthreads;
 	pthread_t threads[USVM_MAX_FAULT_THREADS];
+	/* Per thread: busy (may hold messages it read but has not handled) and
+	 * a generation bumped each time it goes idle; see mm_events_quiesce(). */
+	atomic_int thread_busy[USVM_MAX_FAULT_THREADS];
+	_Atomic uint64_t thread_gen[USVM_MAX_FAULT_THREADS];
+	atomic_uint next_thread_id;
+	/* Fault threads inside read() or handling an event: an event that a
+	 * munmap/madvise caller saw consumed may not be handled yet. */
+	atomic_int events_inflight;
+	pthread_mutex_t read_lock;    /* orders userfaultfd events, see fault.c */
+	pthread_mutex_t event_lock;
+	pthread_mutex_t trash_lock;   /* usvm_free discards pages through it */
+	uintptr_t trash;
 	atomic_int stopping;
 
 	struct {
@@ -118,8 +132,22 @@ static inline struct usvm_page *region_page(struct usvm_region *r, uintptr_t add
 /* Look up the page state for @addr; caller holds regions_lock. */
 struct usvm_page *mm_page(struct usvm_mm *mm, uintptr_t addr, struct usvm_region **rp);
 
+/* Publish a new region whose pages all start with @init_flags. */
 int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-		  enum usvm_region_kind kind, int uffd, struct usvm_region **out);
+		  enum usvm_region_kind kind, int uffd, uint32_t init_flags,
+		  struct usvm_region **out);
+/* Wait until the fault threads have handled every event already read. */
+void mm_events_quiesce(struct usvm_mm *mm);
+/*
+ * Cheap form for device accesses: wait while any fault thread is reading or
+ * handling an event, so that a device access that follows a munmap() or
+ * madvise() in program order never sees the state from before it.
+ */
+static inline void mm_events_settle(struct usvm_mm *mm)
+{
+	while (atomic_load_explicit(&mm->events_inflight, memory_order_acquire))
+		sched_yield();
+}
 /* Caller holds regions_lock for writing. */
 void mm_region_remove_locked(struct usvm_mm *mm, struct usvm_region *r);
 void mm_region_free(struct usvm_region *r);
@@ -140,11 +168,25 @@ void mm_drop_range(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
 int mm_migrate_range_to_ram(struct usvm_mm *mm, struct usvm_region *r,
 			    uintptr_t start, uintptr_t end);
 
-/* Fault handling (fault.c). */
+/*
+ * Set on a fault thread while it handles an event: called when a
+ * userfaultfd ioctl keeps failing with -EAGAIN, which means another event
+ * is queued whose caller holds the address space "changing" until that
+ * event is read.  The hook reads (and queues) it, so one thread never
+ * waits for itself.
+ */
+extern __thread void (*mm_eagain_hook)(void);
+
+/* Fault handling and userfaultfd events (fault.c, remap.c). */
+void mm_handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
+		      enum usvm_inval_event ev);
+void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len);
 int mm_fault_threads_start(struct usvm_mm *mm);
 void mm_fault_threads_stop(struct usvm_mm *mm);
 
 /* Arena allocator (arena.c). */
 void mm_allocs_destroy(struct usvm_mm *mm);
+int mm_trash_init(struct usvm_mm *mm);
+void mm_trash_fini(struct usvm_mm *mm);
 
 #endif

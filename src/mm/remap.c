@@ -7,10 +7,9 @@
  * kernel does for device-private pages (they follow the VA move).
  */
 #include <errno.h>
+#include <sys/mman.h>
 #include "mm.h"
 #include "migrate/migrate.h"
-
-void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len);
 
 void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len)
 {
@@ -21,21 +20,15 @@ void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t le
 	pthread_rwlock_rdlock(&mm->regions_lock);
 	oldr = mm_region_find(mm, from);
 	pthread_rwlock_unlock(&mm->regions_lock);
-	if (!oldr || oldr->kind != USVM_REGION_USER)
+	if (!oldr)
 		return;
 	len = MIN_UL(len, oldr->end - from);
-	/* The new range is tracked from now on; faults there wait (PENDING). */
-	err = mm_region_add(mm, to, to + len, USVM_REGION_USER, oldr->uffd, &newr);
-	if (!err) {
-		for (p = 0; p < len; p += USVM_PAGE_SIZE)
-			region_page(newr, to + p)->flags = USVM_PAGE_PENDING;
+	/* The new range is tracked from now on; faults there wait (PENDING)
+	 * until the device-resident pages have been put back at their new place. */
+	err = mm_region_add(mm, to, to + len, USVM_REGION_USER, oldr->uffd,
+			    USVM_PAGE_PENDING, &newr);
+	if (!err)
 		STAT_ADD(mm->st.registered_ranges, 1);
-	}
-	/* mm_region_add published the region before the flags were set: a fault
-	 * that slipped in between found no device state and zero-filled a page
-	 * whose data is in device memory only if that page was device resident;
-	 * such a page is retried below through copy_to_ram, which then reports
-	 * -EEXIST and keeps the device copy (nothing is lost, see below). */
 	pthread_rwlock_rdlock(&mm->regions_lock);
 	for (off = 0; off < len; off += USVM_PAGE_SIZE) {
 		pthread_mutex_t *bl = mm_block_lock(mm, from + off);
@@ -68,6 +61,14 @@ void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t le
 		}
 	}
 	pthread_rwlock_unlock(&mm->regions_lock);
-	/* The old addresses no longer hold these pages. */
-	mm_invalidate(mm, from, from + len, USVM_INVAL_UNMAP, NULL);
+	/* The old addresses no longer hold these pages; unless the program
+	 * used MREMAP_DONTUNMAP, they are not even mapped any more. */
+	{
+		unsigned char vec;
+
+		if (mincore((void *)from, USVM_PAGE_SIZE, &vec) && errno == ENOMEM)
+			mm_handle_remove(mm, from, from + len, USVM_INVAL_UNMAP);
+		else
+			mm_handle_remove(mm, from, from + len, USVM_INVAL_REMOVE);
+	}
 }

@@ -19,6 +19,7 @@ int usvm_pagemap_init(struct usvm_pagemap *pm, const char *name, size_t capacity
 	list_init(&pm->lru);
 	atomic_init(&pm->unbound, 0);
 	atomic_init(&pm->destroyed, 0);
+	atomic_init(&pm->offlru, 0);
 	if (pthread_mutex_init(&pm->lock, NULL))
 		return -ENOMEM;
 	if (pthread_rwlock_init(&pm->bind_lock, NULL)) {

@@ -103,6 +103,9 @@ struct usvm_pagemap {
 	pthread_rwlock_t bind_lock;     /* populates read, unbind writes */
 	atomic_int unbound;
 	atomic_int destroyed;
+	/* Device allocations off the LRU (being filled or being released):
+	 * eviction cannot reach them, but their memory comes free soon. */
+	atomic_long offlru;
 	struct {
 		_Atomic uint64_t used_bytes, peak_used_bytes, live_allocations;
 		_Atomic uint64_t populate_calls, populate_ok, populate_noop;
@@ -131,6 +134,7 @@ struct usvm_devmem {
 	unsigned long npages;           /* device pages allocated */
 	/* Under the block lock: */
 	unsigned long live;             /* pages still holding data */
+	unsigned long dropped;          /* pages whose data was discarded in place */
 	uintptr_t *va;                  /* va[i]: managed page held by pfn[i], 0 if none */
 	unsigned long *pfn;
 	uint64_t timeslice_expire_ns;   /* no CPU-fault migration before this */

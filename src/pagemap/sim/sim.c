@@ -182,7 +182,7 @@ static void sim_devmem_release(struct usvm_devmem *dm)
 			j++;
 		/* Pages whose data was dropped still sit in the pool: discard them
 		 * (one call per contiguous run; moved-out pages are already empty). */
-		if (!sp->released)
+		if (!sp->released && dm->dropped)
 			madvise((void *)(sp->base + (a->pfn[i] << USVM_PAGE_SHIFT)),
 				(j - i) << USVM_PAGE_SHIFT, MADV_DONTNEED);
 		for (; i < j; i++)

@@ -1,0 +1,304 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Tests of the usvm command-line program.
+#
+#   test/cli_test.sh PATH/TO/usvm
+#
+# Every workload at a small size passes its verification; a corrupted byte
+# makes every workload fail; --json parses and its counters add up; bad
+# arguments exit 2 with a message; --plot writes well-formed XML; help and
+# version work; info and bench run.  Prints what failed; exits 0 when all
+# passed, 1 otherwise, 77 (skip) when this machine cannot run usvm.
+set -u
+
+USVM=${1:?usage: $0 PATH/TO/usvm}
+if [ ! -x "$USVM" ]; then
+	echo "cli_test: $USVM is not an executable" >&2
+	exit 1
+fi
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/usvm_cli_test.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+PY=$(command -v python3 || true)
+tests=0
+fails=0
+T0=$(date +%s)
+
+ok() { tests=$((tests + 1)); }
+bad() {
+	tests=$((tests + 1))
+	fails=$((fails + 1))
+	echo "FAIL: $*"
+}
+
+# run_case NAME EXPECTED_RC CMD... : stdout in $TMP/out, stderr in $TMP/err
+run_case() {
+	local name=$1 want=$2 rc
+	shift 2
+	"$@" >"$TMP/out" 2>"$TMP/err"
+	rc=$?
+	if [ "$rc" -ne "$want" ]; then
+		bad "$name: exit status $rc, expected $want: $*"
+		sed 's/^/    stderr: /' "$TMP/err" | head -5
+		return 1
+	fi
+	ok
+	return 0
+}
+
+# usage_case NAME PATTERN ARGS... : must exit 2, print PATTERN on stderr, nothing on stdout
+usage_case() {
+	local name=$1 pat=$2
+	shift 2
+	run_case "$name" 2 "$USVM" "$@" || return
+	if ! grep -qi -- "$pat" "$TMP/err"; then
+		bad "$name: stderr lacks '$pat': $(head -c 300 "$TMP/err")"
+	elif [ -s "$TMP/out" ]; then
+		bad "$name: printed on stdout for a usage error"
+	else
+		ok
+	fi
+}
+
+# ---- can this machine run usvm at all? ---------------------------------
+"$USVM" info >"$TMP/info" 2>&1
+info_rc=$?
+if [ "$info_rc" -ne 0 ]; then
+	echo "SKIP: usvm cannot run here (userfaultfd with UFFDIO_MOVE needed):"
+	sed 's/^/    /' "$TMP/info"
+	exit 77
+fi
+grep -q "^kernel" "$TMP/info" && grep -q "UFFDIO_MOVE" "$TMP/info" &&
+	grep -q "CUDA *not built" "$TMP/info" && grep -q "simulated *usable" "$TMP/info" && ok ||
+	bad "info: missing kernel / UFFDIO_MOVE / backends lines"
+
+# ---- help and version ---------------------------------------------------
+for args in "--help" "-h" "help" "run --help" "info --help" "bench --help" "demo --help" \
+	    "help run" "help bench"; do
+	# shellcheck disable=SC2086
+	if run_case "help: usvm $args" 0 "$USVM" $args; then
+		grep -q "Usage" "$TMP/out" && ok || bad "help: usvm $args prints no Usage"
+	fi
+done
+run_case "version" 0 "$USVM" --version && {
+	grep -Eq '^usvm [0-9]+\.[0-9]+\.[0-9]+$' "$TMP/out" && ok || bad "version: $(cat "$TMP/out")"
+}
+grep -q "thrash events" <("$USVM" run --help) && ok || bad "run --help does not define thrash events"
+
+# ---- bad arguments --------------------------------------------------------
+usage_case "no command" "usage" 
+usage_case "unknown command" "unknown command" frobnicate
+usage_case "unknown top option" "unknown option" --frobnicate
+usage_case "no workload" "stream" run
+usage_case "unknown workload" "valid workloads:.*stream.*stencil.*random.*pingpong.*oversubscribe" run nosuch
+usage_case "size no parse" "not a size" run stream --size 12Q
+usage_case "size letters" "not a size" run stream --size abc
+usage_case "size zero" "greater than 0" run stream --size 0
+usage_case "size missing" "needs a value" run stream --size
+usage_case "capacity zero" "device-mem" run stream --device-mem 0
+usage_case "capacity no parse" "not a size" run stream --device-mem 1X
+usage_case "unknown option" "unknown option" run stream --bogus
+usage_case "devices zero" "between 1 and 8" run stream --devices 0
+usage_case "devices many" "between 1 and 8" run stream --devices 9
+usage_case "chunks not pow2" "power of two" run stream --chunks 3K
+usage_case "chunks order" "descending" run stream --chunks 64K,2M,4K
+usage_case "chunks last" "last chunk" run stream --chunks 2M,64K
+usage_case "policy" "always, once or never" run stream --policy maybe
+usage_case "iterations" "not a number" run stream --iterations x
+usage_case "flag value" "takes no value" run stream --json=yes
+usage_case "extra arg" "unexpected argument" run stream stencil
+usage_case "info option" "unknown option" info --bogus
+usage_case "bench option" "unknown option" bench --bogus
+usage_case "bench size" "not a size" bench --size huge
+
+# ---- no userfaultfd permission ---------------------------------------------
+# Simulated with an LD_PRELOAD shim making userfaultfd(2) fail with EPERM;
+# skipped when there is no C compiler or the shim cannot take effect.
+CC=$(command -v cc || command -v gcc || true)
+if [ -n "$CC" ]; then
+	cat >"$TMP/noperm.c" <<'EOF'
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <sys/syscall.h>
+long syscall(long n, ...)
+{
+	long (*real)(long, ...) = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	long a[6];
+	va_list ap;
+	int i;
+
+	if (n == SYS_userfaultfd) {
+		errno = EPERM;
+		return -1;
+	}
+	va_start(ap, n);
+	for (i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	return real(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+EOF
+	if "$CC" -shared -fPIC -o "$TMP/noperm.so" "$TMP/noperm.c" -ldl 2>/dev/null &&
+	   LD_PRELOAD="$TMP/noperm.so" "$USVM" info 2>&1 | grep -q "not permitted"; then
+		run_case "EPERM run" 1 env LD_PRELOAD="$TMP/noperm.so" "$USVM" run stream --size 1M &&
+			{ grep -q "not permitted" "$TMP/err" && grep -q "unprivileged_userfaultfd" "$TMP/err" &&
+				ok || bad "EPERM run: message: $(cat "$TMP/err")"; }
+		run_case "EPERM info" 1 env LD_PRELOAD="$TMP/noperm.so" "$USVM" info &&
+			{ grep -q "cannot run here" "$TMP/out" && ok || bad "EPERM info: $(cat "$TMP/out")"; }
+		run_case "EPERM bench" 1 env LD_PRELOAD="$TMP/noperm.so" "$USVM" bench --quick
+	else
+		echo "note: could not simulate a missing userfaultfd permission; EPERM checks skipped"
+	fi
+fi
+
+# ---- every workload verifies at a small size -----------------------------
+W="stream stencil random pingpong oversubscribe"
+for w in $W; do
+	run_case "run $w" 0 "$USVM" run "$w" --size 4M --no-progress &&
+		{ grep -q "^verified" "$TMP/out" && ok || bad "run $w: no 'verified' line"; }
+	# Nothing but errors on stderr, never a progress bar into a pipe.
+	[ ! -s "$TMP/err" ] && ok || bad "run $w: wrote to stderr: $(head -c 200 "$TMP/err")"
+done
+for w in $W; do
+	run_case "run $w --devices 2 small chunks" 0 "$USVM" run "$w" --size 2M --devices 2 \
+		--chunks 64K,4K --timeslice 1 --iterations 2 --seed 42 --threads 2 -q
+	[ ! -s "$TMP/out" ] && ok || bad "run $w -q printed on stdout"
+done
+run_case "run stencil --policy never" 0 "$USVM" run stencil --size 2M --policy never -q
+run_case "run random --policy once, 3 devices" 0 "$USVM" run random --size 2M --policy once \
+	--devices 3 -q
+run_case "run oversubscribe 4x" 0 "$USVM" run oversubscribe --size 8M --device-mem 2M -q
+run_case "run pingpong 1 device" 0 "$USVM" run pingpong --size 2M --devices 1 -q
+run_case "run stream odd size" 0 "$USVM" run stream --size 1000K -q
+run_case "demo" 0 "$USVM" demo --size 2M && {
+	grep -q "What happened" "$TMP/out" && ok || bad "demo: no explanation"
+}
+run_case "run stream default" 0 "$USVM" run stream && {
+	grep -q "What happened" "$TMP/out" && grep -q "^Summary" "$TMP/out" && ok ||
+		bad "run stream: no explanation or summary"
+}
+
+# ---- a corrupted byte is caught by every workload ------------------------
+for w in $W; do
+	run_case "corruption caught by $w" 1 "$USVM" run "$w" --size 2M --inject-corruption -q &&
+		{ grep -q "FAILED.*expected" "$TMP/err" && ok ||
+			bad "corruption in $w: no failure message: $(head -c 200 "$TMP/err")"; }
+done
+run_case "corruption --json" 1 "$USVM" run stream --size 2M --inject-corruption --json
+
+# ---- --json: parses, counters add up --------------------------------------
+check_json() {   # FILE EXTRA_PYTHON_CHECKS
+	"$PY" - "$1" "$2" <<'EOF'
+import json, sys
+d = json.load(open(sys.argv[1]))
+t, mm, devs, ph = d["totals"], d["mm"], d["devices"], d["phases"]
+errs = []
+def eq(name, *vals):
+    if len(set(vals)) != 1:
+        errs.append("%s: %s" % (name, vals))
+S = lambda f: sum(f(x) for x in devs)
+P = lambda k: sum(p[k] for p in ph)
+eq("ok", d["ok"], True)
+eq("devices", len(devs), d["config"]["devices"])
+eq("cpu_faults", t["cpu_faults"], mm["cpu_faults"], P("cpu_faults"))
+eq("device_faults", t["device_faults"], S(lambda x: x["device"]["device_faults"]), P("device_faults"))
+eq("migrations_to_device", t["migrations_to_device"], S(lambda x: x["pagemap"]["migrations_to_dev"]),
+   mm["migrations_to_dev"], P("migrations_to_device"))
+eq("bytes_to_device", t["bytes_to_device"], S(lambda x: x["pagemap"]["bytes_to_dev"]),
+   mm["bytes_to_dev"], P("bytes_to_device"))
+eq("migrations_to_system", t["migrations_to_system"], S(lambda x: x["pagemap"]["migrations_to_ram"]),
+   mm["migrations_to_ram"], P("migrations_to_system"),
+   t["migrations_to_system_by_cpu_fault"] + t["evictions"] + t["migrations_to_system_other"])
+eq("bytes_to_system", t["bytes_to_system"], S(lambda x: x["pagemap"]["bytes_to_ram"]),
+   mm["bytes_to_ram"], P("bytes_to_system"))
+eq("by_cpu_fault", t["migrations_to_system_by_cpu_fault"], S(lambda x: x["pagemap"]["cpu_fault_migrations"]))
+eq("evictions", t["evictions"], S(lambda x: x["pagemap"]["evictions"]))
+eq("evicted_bytes", t["evicted_bytes"], S(lambda x: x["pagemap"]["evicted_bytes"]))
+eq("pages_cleared", t["pages_cleared"], S(lambda x: x["pagemap"]["pages_cleared"]))
+eq("thrash_events", t["thrash_events"], S(lambda x: x["thrash_events"]), P("thrash_events"))
+for p in ph:
+    eq("resident_after phase %d" % p["index"], sum(p["resident_after"].values()), t["workload_bytes"])
+if t["time_s"] <= 0 or t["bytes_processed"] <= 0:
+    errs.append("time or bytes_processed not positive")
+exec(sys.argv[2])
+if errs:
+    print("\n".join(errs))
+    sys.exit(1)
+EOF
+}
+
+if [ -n "$PY" ]; then
+	json_case() {   # NAME EXTRA_CHECKS ARGS...
+		local name=$1 extra=$2
+		shift 2
+		run_case "json $name" 0 "$USVM" run "$@" --json || return
+		cp "$TMP/out" "$TMP/j.json"
+		if msg=$(check_json "$TMP/j.json" "$extra" 2>&1); then
+			ok
+		else
+			bad "json $name: $msg"
+		fi
+	}
+	# Everything fits: all of a and b go to the device and come back.
+	json_case "stream" 'eq("stream moves everything", t["bytes_to_device"], t["bytes_to_system"], d["config"]["size"])' \
+		stream --size 4M
+	json_case "stream 2 devices" 'eq("both devices work", min(x["device"]["device_faults"] > 0 for x in devs), True)' \
+		stream --size 4M --devices 2
+	json_case "pingpong" 'eq("device to device moves", t["migrations_to_system_other"] > 0, True); eq("thrash", t["thrash_events"] > 0, True)' \
+		pingpong --size 4M --devices 2 --iterations 2
+	json_case "oversubscribe" 'eq("evictions happen", t["evictions"] > 0, True); eq("peak within capacity", max(x["pagemap"]["peak_used_bytes"] <= x["pagemap"]["capacity_bytes"] for x in devs), True)' \
+		oversubscribe --size 8M
+	json_case "random" 'eq("devices fault and migrate", t["device_faults"] > 0 and t["bytes_to_device"] > 0, True)' \
+		random --size 4M --devices 2
+	json_case "stencil" '' stencil --size 4M --chunks 64K,4K --timeslice 1
+
+	# info and bench JSON
+	run_case "info --json" 0 "$USVM" info --json &&
+		{ "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["usable"] is True and d["backends"]["cuda"] == "not built"' "$TMP/out" && ok ||
+			bad "info --json: $(head -c 300 "$TMP/out")"; }
+	run_case "bench --quick --json" 0 "$USVM" bench --quick --size 2M --json &&
+		{ "$PY" -c '
+import json,sys
+d=json.load(open(sys.argv[1]))
+r=d["results"]
+assert [x["alloc_size"] for x in r] == [4096, 65536, 2097152], r
+for x in r:
+    for k in ("populate", "migrate_back"):
+        assert x[k + "_bytes_per_s"] > 0 and abs(x[k + "_vs_memcpy"] - x[k + "_bytes_per_s"] / x["memcpy_bytes_per_s"]) < 1e-6 * x[k + "_vs_memcpy"] + 1e-12
+' "$TMP/out" && ok || bad "bench --json: $(head -c 300 "$TMP/out")"; }
+else
+	echo "note: python3 not found; JSON and SVG checks skipped"
+fi
+
+# ---- --plot: well-formed SVG ------------------------------------------------
+for w in stencil pingpong; do
+	run_case "plot $w" 0 "$USVM" run "$w" --size 4M --devices 2 --plot "$TMP/$w.svg" -q || continue
+	if [ ! -s "$TMP/$w.svg" ]; then
+		bad "plot $w: no file"
+	elif [ -n "$PY" ]; then
+		"$PY" - "$TMP/$w.svg" <<'EOF' && ok || bad "plot $w: not a well-formed SVG"
+import sys, xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+assert root.tag == ns + "svg", root.tag
+texts = " ".join(t.text or "" for t in root.iter(ns + "text"))
+for want in ("time (s)", "resident (MiB)", "system memory", "dev0", "dev1", "CPU"):
+    assert want in texts, want
+assert len(list(root.iter(ns + "polygon"))) >= 3
+EOF
+	fi
+done
+run_case "plot to a bad path" 1 "$USVM" run stream --size 1M -q --plot /nonexistent/dir/x.svg &&
+	{ grep -q "cannot write" "$TMP/err" && ok || bad "plot bad path: no message"; }
+
+# ---- bench --------------------------------------------------------------------
+run_case "bench --quick" 0 "$USVM" bench --quick --size 2M && {
+	grep -q "^4K" "$TMP/out" && grep -q "^64K" "$TMP/out" && grep -q "^2M" "$TMP/out" &&
+		grep -q "x " "$TMP/out" && ok || bad "bench: missing rows: $(cat "$TMP/out")"
+}
+
+echo "cli_test: $((tests - fails))/$tests passed in $(($(date +%s) - T0)) s"
+[ "$fails" -eq 0 ]

@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: MIT
+/* Helpers shared by the core tests (see helpers.h). */
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include "helpers.h"
+
+static const char *test_name = "test";
+static unsigned int watchdog_s;
+
+void test_fail_at(const char *file, int line, const char *what, const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(stdout);
+	fprintf(stderr, "%s: FAIL %s:%d: %s: ", test_name, file, line, what);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stderr);
+	/* _exit: other threads may hold library locks; atexit work could hang. */
+	_exit(1);
+}
+
+void test_skip(const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("skip: ");
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf("\n");
+	fflush(stdout);
+	exit(TEST_SKIP);
+}
+
+static void watchdog(int sig)
+{
+	static const char msg[] = ": FAIL: watchdog expired (hang?)\n";
+
+	(void)sig;
+	if (write(2, test_name, strlen(test_name)) < 0 || write(2, msg, sizeof(msg) - 1) < 0) {
+		/* nothing more to do */
+	}
+	_exit(1);
+}
+
+void test_init(const char *name, unsigned int timeout_s)
+{
+	struct sigaction sa;
+
+	test_name = name;
+	setvbuf(stdout, NULL, _IONBF, 0);
+	watchdog_s = timeout_s ? timeout_s : 120;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = watchdog;
+	sigaction(SIGALRM, &sa, NULL);
+	alarm(watchdog_s);
+	skip_if_no_uffd();
+}
+
+void skip_if_no_uffd(void)
+{
+	struct usvm_caps caps;
+	int err = usvm_probe(&caps);
+
+	if (err)
+		test_skip("usvm cannot run here: %s (kernel %s, uffd errno %d, UFFDIO_MOVE %d)",
+			  usvm_strerror(err), caps.kernel, caps.uffd_errno, caps.feat_move);
+}
+
+struct usvm_mm *test_mm_create(const struct usvm_mm_options *opts)
+{
+	struct usvm_mm *mm = NULL;
+	int err = usvm_mm_create(opts, &mm);
+
+	if (err == -EPERM || err == -ENOSYS)
+		test_skip("usvm_mm_create: %s", usvm_strerror(err));
+	CHECK(err == 0 && mm, "usvm_mm_create: %d (%s)", err, usvm_strerror(err));
+	return mm;
+}
+
+struct usvm_pagemap *test_sim_create(const char *name, size_t capacity)
+{
+	struct usvm_pagemap *pm = NULL;
+	int err = usvm_sim_pagemap_create(name, capacity, &pm);
+
+	if (err == -EPERM || err == -ENOSYS)
+		test_skip("usvm_sim_pagemap_create: %s", usvm_strerror(err));
+	CHECK(err == 0 && pm, "usvm_sim_pagemap_create(%zu): %d (%s)", capacity, err,
+	      usvm_strerror(err));
+	return pm;
+}
+
+void test_setup(struct usvm_mm **mm, struct usvm_pagemap **pm, size_t capacity)
+{
+	*mm = test_mm_create(NULL);
+	*pm = test_sim_create("sim0", capacity);
+}
+
+void *test_alloc(struct usvm_mm *mm, size_t size)
+{
+	void *p = NULL;
+	int err = usvm_alloc(mm, size, &p);
+
+	CHECK(err == 0 && p, "usvm_alloc(%zu): %d (%s)", size, err, usvm_strerror(err));
+	return p;
+}
+
+/* ---- patterns ------------------------------------------------------------- */
+
+void pattern_fill_at(void *p, size_t len, uint64_t seed, size_t base_off)
+{
+	uint8_t *b = p;
+	size_t i = 0;
+
+	/* Bytes up to a word boundary of the pattern offset. */
+	while (i < len && ((base_off + i) & 7)) {
+		b[i] = pattern_byte(seed, base_off + i);
+		i++;
+	}
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = pattern_word(seed, (base_off + i) >> 3);
+
+		memcpy(b + i, &w, 8); /* little endian: byte k = bits 8k.. */
+	}
+	for (; i < len; i++)
+		b[i] = pattern_byte(seed, base_off + i);
+}
+
+size_t pattern_check_at(const void *p, size_t len, uint64_t seed, size_t base_off)
+{
+	const uint8_t *b = p;
+	size_t i = 0, k;
+
+	while (i < len && ((base_off + i) & 7)) {
+		if (b[i] != pattern_byte(seed, base_off + i))
+			return i;
+		i++;
+	}
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w = pattern_word(seed, (base_off + i) >> 3), got;
+
+		memcpy(&got, b + i, 8);
+		if (got != w) {
+			for (k = 0; k < 8; k++)
+				if (b[i + k] != pattern_byte(seed, base_off + i + k))
+					return i + k;
+		}
+	}
+	for (; i < len; i++)
+		if (b[i] != pattern_byte(seed, base_off + i))
+			return i;
+	return PATTERN_OK;
+}
+
+size_t zero_check(const void *p, size_t len)
+{
+	const uint8_t *b = p;
+	size_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		uint64_t w;
+
+		memcpy(&w, b + i, 8);
+		if (w)
+			break;
+	}
+	for (; i < len; i++)
+		if (b[i])
+			return i;
+	return PATTERN_OK;
+}
+
+/* ---- statistics ------------------------------------------------------------ */
+
+struct usvm_mm_stats mm_stats(struct usvm_mm *mm)
+{
+	struct usvm_mm_stats s;
+
+	CHECK_OK(usvm_mm_stats(mm, &s));
+	return s;
+}
+
+struct usvm_pagemap_stats pm_stats(struct usvm_pagemap *pm)
+{
+	struct usvm_pagemap_stats s;
+
+	CHECK_OK(usvm_pagemap_stats(pm, &s));
+	return s;
+}
+
+long resident(struct usvm_mm *mm, const void *p, size_t len, struct usvm_pagemap *pm)
+{
+	long r = usvm_resident_bytes(mm, p, len, pm);
+
+	CHECK(r >= 0, "usvm_resident_bytes(%p, %zu): %ld (%s)", p, len, r, usvm_strerror((int)r));
+	return r;
+}
+
+void settle(struct usvm_mm *mm, const void *p, size_t len)
+{
+	(void)resident(mm, p, len, NULL);
+}
+
+/* ---- misc --------------------------------------------------------------------- */
+
+uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void sleep_ms(unsigned int ms)
+{
+	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
+uint64_t rng_next(uint64_t *s)
+{
+	uint64_t x = *s ? *s : 0x2545F4914F6CDD1Dull;
+
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	*s = x;
+	return x * 0x2545F4914F6CDD1Dull;
+}
