@@ -28,13 +28,13 @@ struct usvm_gpusvm_range {
 	struct usvm_gpusvm_notifier *notifier;
 	unsigned long notifier_seq;         /* seq of the last successful get_pages */
 	/* Flags, under notifier_lock. */
-	unsigned int migrate_devmem : 1;    /* may be migrated to device memory */
 	unsigned int unmapped : 1;          /* (part of) it was unmapped by the CPU */
 	unsigned int partial_unmap : 1;
 	unsigned int has_devmem_pages : 1;  /* the mapping includes device pages */
 	unsigned int has_dma_mapping : 1;   /* the mapping is valid */
 	unsigned int in_gc : 1;
 	int skip_migrate;                   /* policy ONCE: migrated already (driver_lock) */
+	int migrate_devmem;                 /* may be migrated to device memory (immutable) */
 	struct usvm_device_addr *addrs;     /* one per page */
 	struct usvm_gpusvm_range *gc_next;
 };

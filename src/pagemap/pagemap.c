@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <inttypes.h>
+#include <unistd.h>
 #include "pagemap.h"
 #include "mm/mm.h"
 #include "migrate/migrate.h"
@@ -172,6 +173,10 @@ int usvm_pagemap_unbind(struct usvm_pagemap *pm)
 	/* ... and every device page goes back to system memory. */
 	while (pagemap_evict_lru(pm) != 0)
 		;
+	/* Allocations being released by CPU faults right now: let them finish
+	 * with the pool before it goes away. */
+	while (atomic_load(&pm->offlru) > 0)
+		usleep(20);
 	if (pm->ops->unbind)
 		pm->ops->unbind(pm);
 	pthread_rwlock_unlock(&pm->bind_lock);
