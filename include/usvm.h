@@ -74,6 +74,12 @@ int usvm_probe(struct usvm_caps *caps);
  */
 const char *usvm_strerror(int err);
 
+/**
+ * usvm_parse_size() - parse a byte count such as "4096", "64K", "2M", "1GiB".
+ * Return: 0 and *@out, -EINVAL (not a size) or -ERANGE (too large).
+ */
+int usvm_parse_size(const char *s, size_t *out);
+
 /* ------------------------------------------------------------------------ */
 /* Address space                                                             */
 /* ------------------------------------------------------------------------ */

@@ -7,38 +7,6 @@
 #include "cli.h"
 #include "args.h"
 
-int cli_parse_size(const char *s, size_t *out)
-{
-	unsigned long long v, mul = 1;
-	char *end;
-
-	if (!s || !isdigit((unsigned char)*s))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return -EINVAL;
-	switch (*end) {
-	case 'k': case 'K': mul = 1ull << 10; end++; break;
-	case 'm': case 'M': mul = 1ull << 20; end++; break;
-	case 'g': case 'G': mul = 1ull << 30; end++; break;
-	case 't': case 'T': mul = 1ull << 40; end++; break;
-	default: break;
-	}
-	if (mul > 1 && (*end == 'i' || *end == 'I') && (end[1] == 'b' || end[1] == 'B'))
-		end += 2;
-	else if (*end == 'b' || *end == 'B')
-		end++;
-	if (*end)
-		return -EINVAL;
-	if (v && mul > ~0ull / v)
-		return -ERANGE;
-	if (v * mul > (unsigned long long)SIZE_MAX)
-		return -ERANGE;
-	*out = (size_t)(v * mul);
-	return 0;
-}
-
 int cli_parse_ulong(const char *s, unsigned long *out)
 {
 	unsigned long v;
@@ -70,7 +38,7 @@ int cli_parse_chunks(const char *s, size_t chunks[4], char *err, size_t errlen)
 			snprintf(err, errlen, "at most 4 chunk sizes");
 			return -EINVAL;
 		}
-		if (cli_parse_size(tok, &v[n])) {
+		if (usvm_parse_size(tok, &v[n])) {
 			snprintf(err, errlen, "'%s' is not a size (examples: 2M, 64K, 4K)", tok);
 			return -EINVAL;
 		}
@@ -179,7 +147,7 @@ static int parse_size_opt(const char *opt, const char *val, size_t *out)
 
 	if (want_arg(opt, val))
 		return EXIT_USAGE;
-	err = cli_parse_size(val, out);
+	err = usvm_parse_size(val, out);
 	if (err == -ERANGE)
 		return usage_error("run", "%s %s: size too large", opt, val);
 	if (err)

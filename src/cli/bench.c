@@ -222,7 +222,7 @@ int cmd_bench(int argc, char **argv)
 
 			if (!v)
 				return usage_error("bench", "--size needs a value");
-			if (cli_parse_size(v, &total) || total == 0)
+			if (usvm_parse_size(v, &total) || total == 0)
 				return usage_error("bench", "--size: '%s' is not a size (examples: 16M, 128M)", v);
 			if (total < (2u << 20) || total > (4ul << 30) || total % (2u << 20))
 				return usage_error("bench", "--size %s: use a multiple of 2M from 2M to 4G", v);

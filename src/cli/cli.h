@@ -72,7 +72,6 @@ unsigned cli_ncpus(void);
 
 /* ---- args.c ------------------------------------------------------------ */
 /* Parse "4096", "64K", "2M", "1G", "1GiB", "16MB"; 0 or -EINVAL. */
-int cli_parse_size(const char *s, size_t *out);
 int cli_parse_ulong(const char *s, unsigned long *out);
 /* "2M,64K,4K" into chunks[4]; returns 0 or fills @err with the reason. */
 int cli_parse_chunks(const char *s, size_t chunks[4], char *err, size_t errlen);

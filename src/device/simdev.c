@@ -94,8 +94,11 @@ static void guard_install(void)
 	sigaction(SIGBUS, &sa, &old_bus);
 }
 
-/* memcpy that reports -EFAULT instead of crashing on an unmapped address. */
-static int guarded_copy(void *dst, const void *src, size_t len)
+/*
+ * A plain access (copy in or out, or fill) at a system page that reports
+ * -EFAULT instead of crashing when nothing is mapped there any more.
+ */
+static int guarded_access(void *dst, const void *src, int c, size_t len)
 {
 	sigjmp_buf jb;
 
@@ -105,23 +108,10 @@ static int guarded_copy(void *dst, const void *src, size_t len)
 	}
 	dev_guard = &jb;
 	__asm__ volatile("" ::: "memory");
-	memcpy(dst, src, len);
-	__asm__ volatile("" ::: "memory");
-	dev_guard = NULL;
-	return 0;
-}
-
-static int guarded_set(void *dst, int c, size_t len)
-{
-	sigjmp_buf jb;
-
-	if (sigsetjmp(jb, 1)) {
-		dev_guard = NULL;
-		return -EFAULT;
-	}
-	dev_guard = &jb;
-	__asm__ volatile("" ::: "memory");
-	memset(dst, c, len);
+	if (src)
+		memcpy(dst, src, len);
+	else
+		memset(dst, c, len);
 	__asm__ volatile("" ::: "memory");
 	dev_guard = NULL;
 	return 0;
@@ -309,16 +299,18 @@ static int do_atomic(void *p, struct access *a)
 
 static int do_plain(void *p, size_t len, struct access *a, int guarded)
 {
-	switch (a->op) {
-	case OP_READ:
-		return guarded ? guarded_copy(a->buf, p, len) : (memcpy(a->buf, p, len), 0);
-	case OP_WRITE:
-		return guarded ? guarded_copy(p, a->buf, len) : (memcpy(p, a->buf, len), 0);
-	case OP_SET:
-		return guarded ? guarded_set(p, a->c, len) : (memset(p, a->c, len), 0);
-	default:
+	void *dst = a->op == OP_READ ? a->buf : p;
+	const void *src = a->op == OP_READ ? p : a->op == OP_WRITE ? a->buf : NULL;
+
+	if (a->op != OP_READ && a->op != OP_WRITE && a->op != OP_SET)
 		return -EINVAL;
-	}
+	if (guarded)
+		return guarded_access(dst, src, a->c, len);
+	if (src)
+		memcpy(dst, src, len);
+	else
+		memset(dst, a->c, len);
+	return 0;
 }
 
 /* One access within one page, with device faults as needed. */

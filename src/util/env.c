@@ -15,16 +15,15 @@ __attribute__((constructor)) static void usvm_env_init(void)
 
 int usvm_parse_size(const char *s, size_t *out)
 {
+	unsigned long long v, mul = 1;
 	char *end;
-	unsigned long long v;
-	unsigned long long mul = 1;
 
-	if (!s || !*s || !isdigit((unsigned char)*s))
+	if (!s || !out || !isdigit((unsigned char)*s))
 		return -EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
 	if (errno)
-		return -EINVAL;
+		return -ERANGE;
 	switch (*end) {
 	case 'k': case 'K': mul = 1ull << 10; end++; break;
 	case 'm': case 'M': mul = 1ull << 20; end++; break;
@@ -32,14 +31,14 @@ int usvm_parse_size(const char *s, size_t *out)
 	case 't': case 'T': mul = 1ull << 40; end++; break;
 	default: break;
 	}
-	if ((*end == 'i' || *end == 'I') && mul > 1)
-		end++;
-	if ((*end == 'b' || *end == 'B'))
+	if (mul > 1 && (*end == 'i' || *end == 'I') && (end[1] == 'b' || end[1] == 'B'))
+		end += 2;
+	else if (*end == 'b' || *end == 'B')
 		end++;
 	if (*end)
 		return -EINVAL;
-	if (v && mul > ~0ull / v)
-		return -EINVAL;
+	if ((v && mul > ~0ull / v) || v * mul > (unsigned long long)SIZE_MAX)
+		return -ERANGE;
 	*out = (size_t)(v * mul);
 	return 0;
 }

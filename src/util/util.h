@@ -66,8 +66,6 @@ static inline void stat_max(_Atomic uint64_t *m, uint64_t v)
 /* Options from the environment, with documented defaults (see README). */
 unsigned long usvm_env_ulong(const char *name, unsigned long def);
 size_t usvm_env_size(const char *name, size_t def);
-/* Parse "64K", "2M", "1G", "4096": returns 0 and *out, or -EINVAL. */
-int usvm_parse_size(const char *s, size_t *out);
 
 extern int usvm_verbose;
 #define usvm_log(fmt, ...)                                                  \
