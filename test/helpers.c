@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <pthread.h>
 #include "helpers.h"
 
 static const char *test_name = "test";
@@ -39,28 +40,33 @@ void test_skip(const char *fmt, ...)
 	exit(TEST_SKIP);
 }
 
-static void watchdog(int sig)
+/*
+ * A watchdog thread, not alarm(): SIGALRM may be delivered to a thread
+ * stuck in an uninterruptible wait (e.g. inside munmap, waiting for its
+ * userfaultfd event to be read), and then it never fires.
+ */
+static void *watchdog(void *arg)
 {
 	static const char msg[] = ": FAIL: watchdog expired (hang?)\n";
 
-	(void)sig;
+	(void)arg;
+	sleep(watchdog_s);
 	if (write(2, test_name, strlen(test_name)) < 0 || write(2, msg, sizeof(msg) - 1) < 0) {
 		/* nothing more to do */
 	}
 	_exit(1);
+	return NULL;
 }
 
 void test_init(const char *name, unsigned int timeout_s)
 {
-	struct sigaction sa;
+	pthread_t th;
 
 	test_name = name;
 	setvbuf(stdout, NULL, _IONBF, 0);
 	watchdog_s = timeout_s ? timeout_s : 120;
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = watchdog;
-	sigaction(SIGALRM, &sa, NULL);
-	alarm(watchdog_s);
+	if (pthread_create(&th, NULL, watchdog, NULL) == 0)
+		pthread_detach(th);
 	skip_if_no_uffd();
 }
 

@@ -202,7 +202,7 @@ static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
 			break;
 		}
 		pthread_rwlock_rdlock(&svm->notifier_lock);
-		valid = entry_ok(dev, r, va, atomic) && (!atomic || range_in_preferred(dev, r));
+		valid = entry_ok(dev, r, va, atomic);
 		pthread_rwlock_unlock(&svm->notifier_lock);
 		if (valid) {
 			err = 0; /* another thread served it already */

@@ -198,7 +198,8 @@ static int chunk_fits_mm(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 		return 0;
 	if (r->kind == USVM_REGION_USER) {
 		for (a = start; a < end; a += USVM_PAGE_SIZE)
-			if (region_page(r, a)->flags & USVM_PAGE_UNMAPPED)
+			if (__atomic_load_n(&region_page(r, a)->flags, __ATOMIC_RELAXED) &
+			    USVM_PAGE_UNMAPPED)
 				return 0;
 	}
 	return 1;
@@ -361,7 +362,9 @@ static int snapshot_page(struct usvm_gpusvm_ctx *ctx, struct usvm_region *reg,
 		if (migrate_devmem_to_ram(dm, USVM_MIGRATE_CPU_FAULT) < 0)
 			return -EAGAIN;
 	}
-	if (ctx->devmem_only)
+	/* devmem_only: every page in the owner's memory, except arena pages
+	 * that no allocation holds (populate leaves them in system memory). */
+	if (ctx->devmem_only && mm_page_allocated(reg, va))
 		return -EFAULT;
 	out->addr = va;
 	out->proto = USVM_INTERCONNECT_SYSTEM;

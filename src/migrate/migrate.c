@@ -260,8 +260,8 @@ static long count_missing(struct usvm_pagemap *pm, struct usvm_region *r,
 			return -EFAULT;
 		if (pg->dm && pg->dm->pagemap == pm)
 			(*present)++;
-		else
-			missing++;
+		else if (mm_page_allocated(r, a))
+			missing++; /* arena pages nobody allocated stay where they are */
 	}
 	return missing;
 }
@@ -347,7 +347,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 		for (a = start; a < end; a += USVM_PAGE_SIZE) {
 			struct usvm_page *pg = region_page(r, a);
 
-			if (!(pg->dm && pg->dm->pagemap == pm))
+			if (!(pg->dm && pg->dm->pagemap == pm) && mm_page_allocated(r, a))
 				src[k++] = a;
 		}
 		mm_invalidate(mm, start, end, USVM_INVAL_MIGRATE, NULL);

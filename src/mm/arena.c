@@ -100,16 +100,31 @@ void mm_allocs_destroy(struct usvm_mm *mm)
 
 /* ---- arena bitmaps ---------------------------------------------------- */
 
-static int bit_test(const uint64_t *bm, size_t i) { return (bm[i >> 6] >> (i & 63)) & 1; }
+static int bit_test(const uint64_t *bm, size_t i)
+{
+	return (__atomic_load_n(&bm[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1;
+}
 
+/* Atomic bit updates: populate peeks at the bitmap without alloc_lock. */
 static void bits_assign(uint64_t *bm, size_t i, size_t n, int v)
 {
 	for (; n; i++, n--) {
 		if (v)
-			bm[i >> 6] |= 1ull << (i & 63);
+			__atomic_fetch_or(&bm[i >> 6], 1ull << (i & 63), __ATOMIC_RELAXED);
 		else
-			bm[i >> 6] &= ~(1ull << (i & 63));
+			__atomic_fetch_and(&bm[i >> 6], ~(1ull << (i & 63)), __ATOMIC_RELAXED);
 	}
+}
+
+int mm_page_allocated(struct usvm_region *r, uintptr_t addr)
+{
+	size_t i = (addr - r->start) >> USVM_PAGE_SHIFT;
+
+	if (r->kind != USVM_REGION_ARENA)
+		return 1;
+	if (!r->bitmap)
+		return 0;
+	return (__atomic_load_n(&r->bitmap[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1;
 }
 
 /* First free run of @n pages aligned to @align pages, from the hint. */

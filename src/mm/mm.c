@@ -193,7 +193,8 @@ void mm_drop_range(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
 			}
 			if ((set_flags & USVM_PAGE_UNMAPPED) && !(pg->flags & USVM_PAGE_UNMAPPED))
 				atomic_fetch_add(&r->unmapped_pages, 1);
-			pg->flags |= set_flags;
+			/* Atomic: range sizing peeks at flags without the block lock. */
+			__atomic_fetch_or(&pg->flags, set_flags, __ATOMIC_RELAXED);
 		}
 		pthread_mutex_unlock(bl);
 		a = bend;

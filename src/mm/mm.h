@@ -185,6 +185,9 @@ int mm_fault_threads_start(struct usvm_mm *mm);
 void mm_fault_threads_stop(struct usvm_mm *mm);
 
 /* Arena allocator (arena.c). */
+/* Is @addr part of a live allocation (always true outside arenas)?  A hint
+ * without alloc_lock; frees drop device copies under the block lock anyway. */
+int mm_page_allocated(struct usvm_region *r, uintptr_t addr);
 void mm_allocs_destroy(struct usvm_mm *mm);
 int mm_trash_init(struct usvm_mm *mm);
 void mm_trash_fini(struct usvm_mm *mm);

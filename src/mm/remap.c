@@ -56,7 +56,7 @@ void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t le
 			pthread_mutex_t *bl = mm_block_lock(mm, to + p);
 
 			pthread_mutex_lock(bl);
-			region_page(newr, to + p)->flags = 0;
+			__atomic_store_n(&region_page(newr, to + p)->flags, 0, __ATOMIC_RELAXED);
 			pthread_mutex_unlock(bl);
 		}
 	}
