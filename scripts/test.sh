@@ -23,7 +23,8 @@ for f in "${flavours[@]}"; do
   # ASan: keep going on UBSan reports as errors; TSan: report races as failures.
   export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:halt_on_error=1
   export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
-  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0
+  # die_after_fork=0: dev_mremap forks a child (with threads) to catch hangs.
+  export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:report_signal_unsafe=0:die_after_fork=0
   log="$dir/ctest.log"
   ctest --test-dir "$dir" --output-on-failure --timeout 300 -j"$jobs" 2>&1 | tee "$log"
   # ctest: "100% tests passed, 0 tests failed out of 12"
