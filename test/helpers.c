@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <pthread.h>
+#include <sys/mman.h>
 #include "helpers.h"
 
 static const char *test_name = "test";
@@ -241,4 +242,59 @@ uint64_t rng_next(uint64_t *s)
 	x ^= x >> 27;
 	*s = x;
 	return x * 0x2545F4914F6CDD1Dull;
+}
+
+/* ---- device helpers ---------------------------------------------------- */
+
+struct usvm_device *dev_new(struct usvm_mm *mm, const char *name,
+				   struct usvm_pagemap *pm, enum usvm_migrate_policy pol,
+				   unsigned int threads)
+{
+	struct usvm_device_options o = { .name = name, .pagemap = pm, .policy = pol,
+					 .threads = threads };
+	struct usvm_device *d = NULL;
+
+	CHECK_OK(usvm_device_create(mm, &o, &d));
+	CHECK(d != NULL, "no device");
+	return d;
+}
+
+struct usvm_device_stats dstats(struct usvm_device *d)
+{
+	struct usvm_device_stats s;
+
+	CHECK_OK(usvm_device_stats(d, &s));
+	return s;
+}
+
+int k_xfer(struct usvm_kctx *c, unsigned long i, void *arg)
+{
+	struct xfer *x = arg;
+	size_t off = i * x->chunk, n = x->len - off < x->chunk ? x->len - off : x->chunk;
+
+	return x->write ? usvm_dev_write(c, x->dev + off, x->host + off, n)
+			: usvm_dev_read(c, x->dev + off, x->host + off, n);
+}
+
+int dev_copy(struct usvm_device *d, void *devp, void *host, size_t len, size_t chunk,
+		    int write)
+{
+	struct xfer x = { devp, host, len, chunk, write };
+
+	return usvm_device_launch(d, k_xfer, (len + chunk - 1) / chunk, &x);
+}
+
+void *map_aligned(size_t len, size_t align)
+{
+	uint8_t *p = mmap(NULL, len + align, PROT_READ | PROT_WRITE,
+			  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	uintptr_t a;
+
+	CHECK(p != MAP_FAILED, "mmap %zu", len + align);
+	a = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+	if (a > (uintptr_t)p)
+		munmap(p, a - (uintptr_t)p);
+	if ((uintptr_t)p + len + align > a + len)
+		munmap((void *)(a + len), (uintptr_t)p + len + align - (a + len));
+	return (void *)a;
 }

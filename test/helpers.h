@@ -154,4 +154,25 @@ void sleep_ms(unsigned int ms);
 /* xorshift64*: a small deterministic random generator. */
 uint64_t rng_next(uint64_t *state);
 
+
+/* ---- device helpers (the dev_* tests) ---------------------------------- */
+
+/* A transfer between managed memory and a host buffer, one kernel index per
+ * @chunk bytes. */
+struct xfer {
+	uint8_t *dev;   /* managed memory */
+	uint8_t *host;  /* plain host buffer */
+	size_t len, chunk;
+	int write;
+};
+
+struct usvm_device *dev_new(struct usvm_mm *mm, const char *name, struct usvm_pagemap *pm,
+			    enum usvm_migrate_policy pol, unsigned int threads);
+struct usvm_device_stats dstats(struct usvm_device *d);
+int k_xfer(struct usvm_kctx *c, unsigned long i, void *arg);
+/* Device copy of [devp, devp+len) to/from @host in kernel indices of @chunk bytes. */
+int dev_copy(struct usvm_device *d, void *devp, void *host, size_t len, size_t chunk, int write);
+/* Anonymous private memory of @len bytes aligned to @align. */
+void *map_aligned(size_t len, size_t align);
+
 #endif
