@@ -297,6 +297,11 @@ struct usvm_device_options {
  */
 int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *opts,
 		       struct usvm_device **out);
+/**
+ * usvm_device_destroy() - remove a device and its GPU SVM view.
+ * No kernel may be running on it.  Destroy devices before their mm; data in
+ * the device's pagemap stays there (it belongs to the pagemap).
+ */
 void usvm_device_destroy(struct usvm_device *dev);
 const char *usvm_device_name(const struct usvm_device *dev);
 
