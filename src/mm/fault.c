@@ -124,6 +124,12 @@ static uint64_t handle_fault(struct usvm_mm *mm, int uffd, uintptr_t addr)
 	return retry;
 }
 
+/* A registered range the program has unmapped completely. */
+static int region_gone(struct usvm_region *r)
+{
+	return r->kind == USVM_REGION_USER && atomic_load(&r->unmapped_pages) == r->npages;
+}
+
 void mm_handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 			  enum usvm_inval_event ev)
 {
@@ -138,7 +144,7 @@ void mm_handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 			continue;
 		mm_drop_range(mm, r, start, end, ev,
 			      ev == USVM_INVAL_UNMAP ? USVM_PAGE_UNMAPPED : 0);
-		if (r->kind == USVM_REGION_USER && atomic_load(&r->unmapped_pages) == r->npages)
+		if (region_gone(r))
 			any_gone = 1;
 	}
 	pthread_rwlock_unlock(&mm->regions_lock);
@@ -150,7 +156,7 @@ void mm_handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 	for (i = 0; i < mm->nregions;) {
 		struct usvm_region *r = mm->regions[i];
 
-		if (r->kind == USVM_REGION_USER && atomic_load(&r->unmapped_pages) == r->npages) {
+		if (region_gone(r)) {
 			mm_region_remove_locked(mm, r);
 			mm_region_free(r);
 			STAT_SUB(mm->st.registered_ranges, 1);

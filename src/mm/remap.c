@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * mremap() of a registered range behind the library's back.  The kernel
+ * mremap() of managed memory (arena or registered) behind the library's back.  The kernel
  * moves the CPU pages and keeps the userfaultfd registration on the new
  * addresses (UFFD_FEATURE_EVENT_REMAP); device-resident pages have no CPU
  * page to move, so their data is put back at the new address here, as the
