@@ -42,12 +42,43 @@ struct usvm_device;
 /* Capability probing                                                        */
 /* ------------------------------------------------------------------------ */
 
+/* How usvm opens userfaultfd (USVM_UFFD_MODE, usvm_caps.uffd_mode). */
+enum usvm_uffd_mode {
+	USVM_UFFD_AUTO = 0,     /* the best mode this process is allowed */
+	USVM_UFFD_SYSCALL,      /* userfaultfd(2) with full fault handling: root,
+				 * CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1 */
+	USVM_UFFD_DEV,          /* /dev/userfaultfd (Linux 6.1+), full handling for
+				 * whoever may open the node */
+	USVM_UFFD_USER_ONLY,    /* UFFD_USER_MODE_ONLY: only faults from user space
+				 * are seen; see "Unprivileged use" below */
+};
+
+/*
+ * DOC: Unprivileged use
+ *
+ * With vm.unprivileged_userfaultfd=0 (the default of most distributions) an
+ * unprivileged process gets full fault handling only through
+ * /dev/userfaultfd, if the node is readable and writable for it (e.g.
+ * `chmod 0666 /dev/userfaultfd`, or a udev rule giving a group access).
+ * Otherwise usvm falls back to UFFD_USER_MODE_ONLY, where the kernel's own
+ * accesses to managed memory are not reported: a system call that reads or
+ * writes a device-resident (or never-touched) managed page -- read(2) or
+ * write(2) with a managed buffer, O_DIRECT I/O, process_vm_readv,
+ * MADV_POPULATE_* -- fails with EFAULT instead of faulting the page in.  The
+ * bytes are not lost: touching the buffer from user space first (or
+ * usvm_device_evict) brings them home.  usvm_probe()/`usvm info` say which
+ * mode is in use and how to get a better one.
+ */
+
 struct usvm_caps {
 	int uffd_available;        /* a userfaultfd could be opened at all */
 	int uffd_errno;            /* errno of the failed attempt, 0 if ok */
-	int uffd_user_mode_only;   /* had to use UFFD_USER_MODE_ONLY */
+	int uffd_mode;             /* enum usvm_uffd_mode actually used */
+	int uffd_user_mode_only;   /* uffd_mode == USVM_UFFD_USER_ONLY */
 	int unprivileged_sysctl;   /* /proc/sys/vm/unprivileged_userfaultfd, -1 unknown */
+	int dev_userfaultfd;       /* /dev/userfaultfd: 1 usable, 0 no access, -1 absent */
 	int is_root;
+	int procmap_query;         /* PROCMAP_QUERY (Linux 6.11): O(log n) usvm_register */
 	int feat_move;             /* UFFDIO_MOVE (migration by page moves) */
 	int feat_event_remove;     /* madvise(DONTNEED) notifications */
 	int feat_event_unmap;      /* munmap notifications */
@@ -63,10 +94,13 @@ struct usvm_caps {
  * @caps: filled in.
  *
  * Never fails; missing pieces are reported in @caps.  Return: 0 if usvm can
- * run here (userfaultfd with UFFDIO_MOVE), else the negative errno that
- * usvm_mm_create() would return.
+ * run here (userfaultfd with UFFDIO_MOVE and the munmap/madvise/mremap
+ * events), else the negative errno that usvm_mm_create() would return.
  */
 int usvm_probe(struct usvm_caps *caps);
+
+/** usvm_uffd_mode_name() - a one-line description of an enum usvm_uffd_mode. */
+const char *usvm_uffd_mode_name(int mode);
 
 /**
  * usvm_strerror() - a one-line explanation of a usvm error code.
@@ -79,6 +113,26 @@ const char *usvm_strerror(int err);
  * Return: 0 and *@out, -EINVAL (not a size) or -ERANGE (too large).
  */
 int usvm_parse_size(const char *s, size_t *out);
+
+/* One tunable: every option is an environment variable USVM_<NAME>. */
+struct usvm_option {
+	const char *name;          /* e.g. "fault_threads" */
+	char env[48];              /* e.g. "USVM_FAULT_THREADS" */
+	const char *type;          /* "size", "number", "choice", "text" */
+	const char *def;           /* the default, as text */
+	const char *doc;           /* one line */
+	char value[128];           /* the value in effect now, as text */
+	const char *source;        /* "default", "environment", or "default
+				    * (environment value invalid)" */
+};
+
+/**
+ * usvm_option_info() - describe option @i (0, 1, ... until -ENOENT).
+ * Values are read from the environment when objects are created; an
+ * invalid value is reported once on stderr and the default is used.
+ * Return: 0, -ENOENT past the last option, -EINVAL.
+ */
+int usvm_option_info(unsigned int i, struct usvm_option *out);
 
 /* ------------------------------------------------------------------------ */
 /* Address space                                                             */
@@ -96,10 +150,10 @@ struct usvm_mm_options {
  * @opts: options, or NULL for the defaults (environment variables apply).
  * @out: the new mm.
  *
- * Opens userfaultfd (with UFFD_USER_MODE_ONLY when not privileged) and starts
- * the fault-handler threads.
+ * Opens userfaultfd in the best mode allowed (see "Unprivileged use") and
+ * starts the fault-handling threads.
  * Return: 0, -EPERM when userfaultfd is not permitted, -ENOSYS when the kernel
- * lacks userfaultfd or UFFDIO_MOVE, -ENOMEM.
+ * lacks userfaultfd, UFFDIO_MOVE or its events (Linux 6.8+), -ENOMEM.
  */
 int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out);
 
@@ -108,8 +162,28 @@ int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out);
  *
  * Every device-resident page is migrated back first; registered ranges are
  * unregistered (their bytes stay in place); managed allocations are unmapped.
+ * Devices created on @mm may be destroyed before or after it: the mm's
+ * bookkeeping lives until the last device is gone (their accesses fail with
+ * -EFAULT meanwhile).  A no-op in a child process for the parent's mm.
  */
 void usvm_mm_destroy(struct usvm_mm *mm);
+
+/*
+ * DOC: fork()
+ *
+ * fork() is supported.  Before the child is created, every device-resident
+ * page of every mm of the process is brought back to system memory (a
+ * pthread_atfork handler; new migrations into device memory wait until the
+ * fork is over), so the child inherits an ordinary copy-on-write snapshot
+ * of every byte -- the observable result of the kernel sharing device
+ * pages copy-on-write -- and parent and child are isolated afterwards.
+ * Pages the parent shares with a child cannot move by UFFDIO_MOVE; populate
+ * makes them exclusive (MADV_POPULATE_WRITE, which copies them if the
+ * child still shares them) and moves them then, so populate succeeds.
+ * In the child, the parent's usvm objects are unusable: calls fail with
+ * -ENODEV and their destroy functions do nothing.  The child may create
+ * its own mm.  vfork() and posix_spawn() are not affected.
+ */
 
 /**
  * usvm_alloc() - allocate managed memory (like cudaMallocManaged).
@@ -130,8 +204,13 @@ int usvm_free(struct usvm_mm *mm, void *ptr);
  * usvm_register() - adopt memory the program already has.
  * @addr: page aligned start of private anonymous memory (malloc, mmap).
  * @len: page aligned length.
- * Return: 0, -EINVAL (unaligned, zero length, not anonymous private memory),
- * -EEXIST (overlaps a managed range), -EFAULT (not mapped).
+ *
+ * The check costs one PROCMAP_QUERY per mapping on Linux 6.11+ (else a read
+ * of /proc/self/maps).  mprotect() of registered memory is not reported by
+ * the kernel: keep it read-write while it is registered.
+ * Return: 0, -EINVAL (unaligned, zero length, not anonymous private
+ * read-write memory), -EEXIST (overlaps a managed range), -EFAULT (not
+ * mapped).
  */
 int usvm_register(struct usvm_mm *mm, void *addr, size_t len);
 
@@ -160,10 +239,13 @@ long usvm_resident_bytes(struct usvm_mm *mm, const void *addr, size_t len,
 			 struct usvm_pagemap *pagemap);
 
 struct usvm_mm_stats {
+	/* Every fault message is counted once, in exactly one class:
+	 * cpu_faults = first_touch + devmem + raced. */
 	uint64_t cpu_faults;            /* userfaultfd faults served */
 	uint64_t cpu_faults_devmem;     /* ... on device-resident pages */
-	uint64_t cpu_faults_first_touch;/* ... on never-touched pages */
-	uint64_t timeslice_waits;       /* faults deferred by a timeslice */
+	uint64_t cpu_faults_first_touch;/* ... on never-touched pages (zero-filled) */
+	uint64_t cpu_faults_raced;      /* ... already resolved by someone else */
+	uint64_t timeslice_waits;       /* devmem faults that waited out a timeslice */
 	uint64_t migrations_to_ram;     /* device allocations brought back */
 	uint64_t bytes_to_ram;
 	uint64_t ns_to_ram;
@@ -175,6 +257,7 @@ struct usvm_mm_stats {
 	uint64_t registered_ranges;
 	uint64_t events_remove, events_unmap, events_remap;
 	uint64_t device_bytes_dropped;  /* device copies discarded by free/DONTNEED/munmap */
+	int uffd_mode;                  /* enum usvm_uffd_mode in use */
 };
 
 int usvm_mm_stats(struct usvm_mm *mm, struct usvm_mm_stats *out);
@@ -189,8 +272,10 @@ void usvm_mm_stats_print(struct usvm_mm *mm, FILE *f);
  * @name: for statistics (copied).
  *
  * The pool lives in its own mapping, never reachable through managed
- * pointers; pages move in and out of it by UFFDIO_MOVE.
- * Return: 0, -EINVAL (capacity 0 or not page aligned), -ENOMEM, -ENOSYS.
+ * pointers; pages move in and out of it by UFFDIO_MOVE.  Its memory is
+ * committed as it is used, like device memory being filled.
+ * Return: 0, -EINVAL (capacity 0 or not page aligned), -ENOMEM (more than
+ * the machine's RAM + swap, or out of memory), -ENOSYS.
  */
 int usvm_sim_pagemap_create(const char *name, size_t capacity,
 			    struct usvm_pagemap **out);
@@ -210,7 +295,9 @@ int usvm_sim_pagemap_create(const char *name, size_t capacity,
  * Return: 0; -EINVAL (unaligned, empty or wrapping range); -EFAULT (memory not
  * managed by @mm); -ENOMEM (device memory exhausted even after eviction; some
  * pieces may have been populated); -ENODEV after unbind; -EBUSY (some pages
- * could not be moved, e.g. shared after fork).
+ * could not be moved: pinned, or a zap of MADV_DONTNEED still pending);
+ * -EIO (a device copy failed; those pages stayed where they were).  After
+ * any error every byte is where it was or where it moved, never lost.
  */
 int usvm_pagemap_populate_mm(struct usvm_pagemap *pagemap, void *start, void *end,
 			     struct usvm_mm *mm, unsigned long timeslice_ms);
@@ -219,8 +306,10 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pagemap, void *start, void *en
  * usvm_pagemap_evict() - migrate device allocations back to system memory.
  * @addr: evict the allocation holding this address (any mm), or NULL to
  *        evict every allocation of the pagemap.
- * Timeslices are not honoured (as drm_pagemap_evict_to_ram).
- * Return: bytes evicted (>= 0), -ENOENT if @addr is not in this pagemap.
+ * Timeslices are not honoured (as drm_pagemap_evict_to_ram).  Transient
+ * failures (the address space changing, a failed copy) are retried.
+ * Return: bytes evicted (>= 0), -ENOENT if @addr is not in this pagemap,
+ * -ENODEV (@mm unusable), -EIO if copies kept failing (data stays put).
  */
 long usvm_pagemap_evict(struct usvm_pagemap *pagemap, struct usvm_mm *mm, const void *addr);
 
@@ -229,14 +318,24 @@ long usvm_pagemap_evict(struct usvm_pagemap *pagemap, struct usvm_mm *mm, const 
  *
  * From this call on populate requests fail with -ENODEV; every device page is
  * migrated back to system memory, then the pool is released.  Safe against
- * concurrent CPU faults and populates.  Return: 0.
+ * concurrent CPU faults and populates.  Return: 0, or -EBUSY when pages
+ * could not be brought home for a minute (the pool is kept; no data lost).
  */
 int usvm_pagemap_unbind(struct usvm_pagemap *pagemap);
 
 /**
- * usvm_pagemap_destroy() - unbind (if needed) and free the pagemap.
+ * usvm_pagemap_destroy() - unbind (if needed) and drop the creator's reference.
+ *
+ * Pagemaps are reference counted like the kernel's drm_pagemap: devices
+ * created with one hold a reference, so any destroy order is safe.  The
+ * memory is freed when the last reference goes; until then the pagemap is
+ * unbound (populate: -ENODEV, devices work from system memory).
  */
 void usvm_pagemap_destroy(struct usvm_pagemap *pagemap);
+/** usvm_pagemap_get() - take a reference (drm_pagemap_get). */
+void usvm_pagemap_get(struct usvm_pagemap *pagemap);
+/** usvm_pagemap_put() - drop a reference; the last one unbinds and frees. */
+void usvm_pagemap_put(struct usvm_pagemap *pagemap);
 
 const char *usvm_pagemap_name(const struct usvm_pagemap *pagemap);
 
@@ -249,7 +348,7 @@ struct usvm_pagemap_stats {
 	uint64_t populate_ok;
 	uint64_t populate_noop;        /* everything was already there */
 	uint64_t populate_enomem, populate_enodev, populate_efault;
-	uint64_t populate_einval, populate_ebusy;
+	uint64_t populate_einval, populate_ebusy, populate_eio;
 	uint64_t pages_migrated_in;    /* pages whose data moved in */
 	uint64_t pages_cleared;        /* never-touched pages zero-filled */
 	uint64_t pages_already_present;
@@ -299,8 +398,9 @@ int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *opt
 		       struct usvm_device **out);
 /**
  * usvm_device_destroy() - remove a device and its GPU SVM view.
- * No kernel may be running on it.  Destroy devices before their mm; data in
- * the device's pagemap stays there (it belongs to the pagemap).
+ * No kernel may be running on it.  Data in the device's pagemap stays there
+ * (it belongs to the pagemap).  The device holds references to its mm and
+ * pagemaps: they may be destroyed before or after it.
  */
 void usvm_device_destroy(struct usvm_device *dev);
 const char *usvm_device_name(const struct usvm_device *dev);

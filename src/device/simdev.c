@@ -566,7 +566,8 @@ int usvm_device_evict(struct usvm_device *dev, void *addr, size_t len)
 	if (!dev || !len)
 		return -EINVAL;
 	mm = dev->mm;
-	pthread_rwlock_rdlock(&mm->regions_lock);
+	mm_events_settle(mm);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	while (a < end) {
 		struct usvm_region *r = mm_region_find(mm, a);
 
@@ -579,7 +580,7 @@ int usvm_device_evict(struct usvm_device *dev, void *addr, size_t len)
 			break;
 		a = r->end;
 	}
-	pthread_rwlock_unlock(&mm->regions_lock);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return err;
 }
 
@@ -617,6 +618,10 @@ int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *o,
 		free(dev);
 		return err;
 	}
+	/* Any destroy order is safe: the device keeps what it points to. */
+	mm_get(mm);
+	usvm_pagemap_get(dev->pagemap);
+	usvm_pagemap_get(dev->preferred);
 	pthread_once(&guard_once, guard_install);
 	*out = dev;
 	return 0;
@@ -627,6 +632,9 @@ void usvm_device_destroy(struct usvm_device *dev)
 	if (!dev)
 		return;
 	usvm_gpusvm_fini(&dev->svm);
+	usvm_pagemap_put(dev->preferred);
+	usvm_pagemap_put(dev->pagemap);
+	mm_put(dev->mm);
 	free(dev);
 }
 

@@ -74,12 +74,11 @@ static int range_overlaps(struct usvm_gpusvm_notifier *n, uintptr_t start, uintp
 /* ---- invalidation (mmu interval notifier) ------------------------------ */
 
 static void gpusvm_invalidate(struct usvm_mm_notifier *mn, uintptr_t start, uintptr_t end,
-			      enum usvm_inval_event ev, const void *owner)
+			      enum usvm_inval_event ev)
 {
 	struct usvm_gpusvm *svm = container_of(mn, struct usvm_gpusvm, mmn);
 	size_t i, j;
 
-	(void)owner;
 	pthread_rwlock_wrlock(&svm->notifier_lock);
 	for (i = 0; i < svm->nnotifiers; i++) {
 		struct usvm_gpusvm_notifier *n = svm->notifiers[i];
@@ -188,19 +187,21 @@ void usvm_gpusvm_fini(struct usvm_gpusvm *svm)
 
 /* ---- find_or_insert --------------------------------------------------------- */
 
-/* Can [start, end) form a range: inside one region, no page unmapped? */
+/* Can [start, end) form a range: inside one live region, no page unmapped? */
 static int chunk_fits_mm(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 {
 	struct usvm_region *r = mm_region_find(mm, start);
 	uintptr_t a;
 
-	if (!r || r->dying || end > r->end)
+	if (!r || atomic_load(&r->dying) || atomic_load(&r->gone) || end > r->end)
 		return 0;
-	if (r->kind == USVM_REGION_USER) {
-		for (a = start; a < end; a += USVM_PAGE_SIZE)
-			if (__atomic_load_n(&region_page(r, a)->flags, __ATOMIC_RELAXED) &
-			    USVM_PAGE_UNMAPPED)
-				return 0;
+	for (a = start; a < end; a += USVM_PAGE_SIZE) {
+		if (!(region_blk(r, a) & MM_BLK_STATE)) {
+			a = ALIGN_DOWN_UL(a, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE - USVM_PAGE_SIZE;
+			continue; /* an untouched block has no unmapped page */
+		}
+		if (page_flags(region_page(r, a)) & MM_PAGE_UNMAPPED)
+			return 0;
 	}
 	return 1;
 }
@@ -249,16 +250,16 @@ struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *s
 	size_t pos;
 	int i, found = 0, gone;
 
-	pthread_rwlock_rdlock(&svm->mm->regions_lock);
+	usvm_rwlock_rdlock(&svm->mm->regions_lock);
 	if (!chunk_fits_mm(svm->mm, ALIGN_DOWN_UL(fault_addr, USVM_PAGE_SIZE),
 			   ALIGN_DOWN_UL(fault_addr, USVM_PAGE_SIZE) + USVM_PAGE_SIZE)) {
-		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		usvm_rwlock_unlock(&svm->mm->regions_lock);
 		*err = -EFAULT; /* no "VMA": nobody mapped this address */
 		return NULL;
 	}
 	n = notifier_get(svm, fault_addr);
 	if (!n) {
-		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		usvm_rwlock_unlock(&svm->mm->regions_lock);
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -267,12 +268,12 @@ struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *s
 	gone = r && r->unmapped;
 	pthread_rwlock_unlock(&svm->notifier_lock);
 	if (r && !gone) {
-		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		usvm_rwlock_unlock(&svm->mm->regions_lock);
 		return r;
 	}
 	if (r) {
 		/* An unmapped range not collected yet: collect, then retry. */
-		pthread_rwlock_unlock(&svm->mm->regions_lock);
+		usvm_rwlock_unlock(&svm->mm->regions_lock);
 		*err = -EAGAIN;
 		return NULL;
 	}
@@ -290,7 +291,7 @@ struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *s
 		found = 1;
 		break;
 	}
-	pthread_rwlock_unlock(&svm->mm->regions_lock);
+	usvm_rwlock_unlock(&svm->mm->regions_lock);
 	if (!found) {
 		*err = -EINVAL;
 		return NULL;
@@ -341,12 +342,13 @@ struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *s
 static int snapshot_page(struct usvm_gpusvm_ctx *ctx, struct usvm_region *reg,
 			 uintptr_t va, struct usvm_device_addr *out)
 {
-	struct usvm_page *pg = region_page(reg, va);
-	struct usvm_devmem *dm = pg->dm;
+	struct usvm_page *pg = (region_blk(reg, va) & MM_BLK_STATE) ? region_page(reg, va) : NULL;
+	struct mm_devmem *m = pg ? pg->dm : NULL;
 
-	if (pg->flags & (USVM_PAGE_UNMAPPED | USVM_PAGE_PENDING))
-		return pg->flags & USVM_PAGE_UNMAPPED ? -EFAULT : -EAGAIN;
-	if (dm && (dm->pagemap == ctx->owner || ctx->peer_access)) {
+	if (pg && (page_flags(pg) & MM_PAGE_UNMAPPED))
+		return -EFAULT;
+	if (m && (m->pagemap == ctx->owner || ctx->peer_access)) {
+		struct usvm_devmem *dm = to_devmem(m);
 		int err = dm->pagemap->ops->device_map(dm->pagemap, ctx->device,
 						       dm->pfn[pg->idx], out);
 
@@ -356,10 +358,11 @@ static int snapshot_page(struct usvm_gpusvm_ctx *ctx, struct usvm_region *reg,
 			out->proto = USVM_INTERCONNECT_PEER;
 		return 0;
 	}
-	if (dm) {
-		if (usvm_now_ns() < dm->timeslice_expire_ns)
-			return -EAGAIN; /* its device keeps it a while longer */
-		if (migrate_devmem_to_ram(dm, USVM_MIGRATE_CPU_FAULT) < 0)
+	if (m) {
+		uint64_t retry_at = 0;
+
+		/* Another device's page: it comes home (after its timeslice). */
+		if (m->ops->migrate_to_ram(m, MM_MIGRATE_CPU_FAULT, &retry_at) < 0)
 			return -EAGAIN;
 	}
 	/* devmem_only: every page in the owner's memory, except arena pages
@@ -377,24 +380,25 @@ static int snapshot_range(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *ran
 {
 	struct usvm_mm *mm = svm->mm;
 	struct usvm_region *reg;
-	uintptr_t a = range->start;
+	uintptr_t a, bend, p;
 	int err = 0;
 
-	pthread_rwlock_rdlock(&mm->regions_lock);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	reg = mm_region_find(mm, range->start);
-	if (!reg || reg->dying || range->end > reg->end)
+	if (!reg || atomic_load(&reg->dying) || atomic_load(&reg->gone) || range->end > reg->end)
 		err = -EFAULT;
-	while (!err && a < range->end) {
-		uintptr_t bend = MIN_UL(range->end, ALIGN_DOWN_UL(a, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
-		pthread_mutex_t *bl = mm_block_lock(mm, a);
-
-		pthread_mutex_lock(bl);
-		for (; !err && a < bend; a += USVM_PAGE_SIZE)
-			err = snapshot_page(ctx, reg, a,
-					    &addrs[(a - range->start) >> USVM_PAGE_SHIFT]);
-		pthread_mutex_unlock(bl);
+	else if (atomic_load(&reg->pending))
+		err = -EAGAIN; /* an mremap target being filled */
+	for_each_block(a, bend, range->start, err ? range->start : range->end) {
+		mm_block_lock_acquire(mm, a);
+		for (p = a; !err && p < bend; p += USVM_PAGE_SIZE)
+			err = snapshot_page(ctx, reg, p,
+					    &addrs[(p - range->start) >> USVM_PAGE_SHIFT]);
+		mm_block_lock_release(mm, a);
+		if (err)
+			break;
 	}
-	pthread_rwlock_unlock(&mm->regions_lock);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return err;
 }
 
@@ -471,11 +475,12 @@ int usvm_gpusvm_range_evict(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *r
 	struct usvm_region *reg;
 	int err = 0;
 
-	pthread_rwlock_rdlock(&mm->regions_lock);
+	mm_events_settle(mm);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	reg = mm_region_find(mm, range->start);
 	if (reg)
 		err = mm_migrate_range_to_ram(mm, reg, range->start, range->end);
-	pthread_rwlock_unlock(&mm->regions_lock);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return err;
 }
 

@@ -3,30 +3,21 @@
  * Moving whole host pages between managed memory and host-backed device
  * pools with UFFDIO_MOVE: resident pages change owner without a copy, so
  * migration costs about one page-table update per page.
+ *
+ * Neither helper waits for the fault threads: -EAGAIN (an event is queued
+ * and unread, so the address space is "changing") goes back to the caller,
+ * which drops its locks and retries.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <unistd.h>
 #include <sys/mman.h>
-#include <sys/ioctl.h>
 #include "pagemap/pagemap.h"
 #include "mm/mm.h"
 #include "mm/uffd.h"
 
-/*
- * -EAGAIN from a userfaultfd ioctl means the address space is changing: a
- * munmap/mremap event is in flight and its caller has not resumed yet.
- * Back off and retry (bounded: about one second).
- */
-static int again_backoff(int *tries)
-{
-	if (++*tries > 20000)
-		return 0;
-	if (mm_eagain_hook)
-		mm_eagain_hook();
-	if (*tries > 8)
-		usleep(50);
-	return 1;
-}
+/* A few quick retries for a page briefly locked; then the caller decides. */
+#define QUICK_TRIES 3
 
 /* Zero-fill the pages of [dst, dst+len) that a hole-skipping move left empty. */
 static long fill_holes(int uffd, uintptr_t dst, size_t len, unsigned long *zeroed)
@@ -51,12 +42,14 @@ static long fill_holes(int uffd, uintptr_t dst, size_t len, unsigned long *zeroe
 			while (j < np && !(vec[j] & 1))
 				j++;
 			r = uffd_zeropage(uffd, dst + off + (i << USVM_PAGE_SHIFT),
-					  (j - i) << USVM_PAGE_SHIFT);
+					  (j - i) << USVM_PAGE_SHIFT, 0);
+			if (r == -EAGAIN)
+				continue; /* the pool's fd has no events: injected */
 			if (r < 0 && r != -EEXIST)
 				return r;
-			if (zeroed)
-				*zeroed += j - i;
-			i = j;
+			if (zeroed && r > 0)
+				*zeroed += (unsigned long)r >> USVM_PAGE_SHIFT;
+			i += r > 0 ? (size_t)r >> USVM_PAGE_SHIFT : j - i;
 		}
 		off += chunk;
 	}
@@ -64,68 +57,83 @@ static long fill_holes(int uffd, uintptr_t dst, size_t len, unsigned long *zeroe
 }
 
 long usvm_host_take_pages(int pool_uffd, uintptr_t dst, uintptr_t src, size_t len,
-			  unsigned long *zeroed)
+			  unsigned long *zeroed, int *stop)
 {
 	size_t off = 0;
 	int tries = 0;
+	long r = 0;
 
+	*stop = 0;
 	while (off < len) {
-		struct uffdio_move m = {
-			.dst = dst + off, .src = src + off, .len = len - off,
-			.mode = UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
-		};
-		int err = 0;
-
-		if (ioctl(pool_uffd, UFFDIO_MOVE, &m))
-			err = errno;
-		if (m.move > 0)
-			off += (size_t)m.move;
-		if (!err)
-			break;
-		if (err == EAGAIN && again_backoff(&tries))
-			continue;       /* mm changing, or page briefly locked */
-		break;              /* EBUSY: pinned or shared page; stop short */
+		r = uffd_move(pool_uffd, dst + off, src + off, len - off,
+			      UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
+		if (r > 0) {
+			off += (size_t)r;
+			continue;
+		}
+		if (r == -EAGAIN && ++tries < QUICK_TRIES)
+			continue;
+		/* -EBUSY: shared since fork or pinned; -EAGAIN: busy now. */
+		*stop = r ? (int)-r : EIO;
+		break;
 	}
 	if (off) {
-		long r = fill_holes(pool_uffd, dst, off, zeroed);
+		long err = fill_holes(pool_uffd, dst, off, zeroed);
 
-		if (r < 0)
-			return r;
+		if (err < 0)
+			return err;
 	}
-	return off ? (long)off : -EBUSY;
+	return off ? (long)off : (r ? r : -EIO);
 }
 
-long usvm_host_give_pages(struct usvm_devmem *dm, uintptr_t dst, uintptr_t src, size_t len)
+long usvm_host_give_pages(int uffd, uintptr_t dst, uintptr_t src, size_t len)
 {
-	int uffd = dm->region->uffd;
 	size_t off = 0;
 	int tries = 0;
 
 	while (off < len) {
-		long r = uffd_move(uffd, dst + off, src + off, len - off, 0);
+		long r = uffd_move(uffd, dst + off, src + off, len - off, UFFDIO_MOVE_MODE_DONTWAKE);
 
 		if (r > 0) {
 			off += (size_t)r;
 			continue;
 		}
-		if (r == -EAGAIN && again_backoff(&tries))
+		if (r == -EAGAIN && ++tries < QUICK_TRIES)
 			continue;
 		if (r == -ENOENT) {
 			/* Pool hole (never written device page): it reads as zero. */
-			r = uffd_zeropage(uffd, dst + off, USVM_PAGE_SIZE);
+			r = uffd_zeropage(uffd, dst + off, USVM_PAGE_SIZE, 0);
 		} else if (r == -EBUSY || r == -EINVAL) {
-			/* Pool page shared (after fork) or VMA mismatch: copy it. */
-			r = uffd_copy(uffd, dst + off, src + off, USVM_PAGE_SIZE);
+			/* Pool page shared or VMA flags differ (mlock, mprotect):
+			 * copy it, then discard the pool page. */
+			r = uffd_copy(uffd, dst + off, src + off, USVM_PAGE_SIZE, 0);
 			if (r > 0)
 				madvise((void *)(src + off), USVM_PAGE_SIZE, MADV_DONTNEED);
-		}
-		if (r == -EEXIST) {
-			/* Cannot happen while the block lock is held; keep the data. */
-			r = -EEXIST;
 		}
 		if (r <= 0)
 			return off ? (long)off : (r ? r : -EIO);
 		off += (size_t)r;
 	}
 	return (long)off;
+}
+
+/* /proc/self/pagemap: is there a page (present or swapped) at @va? */
+int usvm_host_page_mapped(uintptr_t va)
+{
+	static atomic_int pagemap_fd = -2;
+	int fd = atomic_load(&pagemap_fd);
+	uint64_t e;
+
+	if (fd == -2) {
+		int n = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC), expect = -2;
+
+		if (!atomic_compare_exchange_strong(&pagemap_fd, &expect, n) && n >= 0)
+			close(n);
+		fd = atomic_load(&pagemap_fd);
+	}
+	if (fd < 0)
+		return 1; /* cannot tell: assume the worst */
+	if (pread(fd, &e, sizeof(e), (off_t)((va >> USVM_PAGE_SHIFT) * sizeof(e))) != sizeof(e))
+		return 1;
+	return (e >> 62) & 3 ? 1 : 0; /* bit 63 present, bit 62 swapped */
 }

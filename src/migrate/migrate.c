@@ -15,11 +15,9 @@
 #include <unistd.h>
 #include "migrate.h"
 #include "mm/uffd.h"
+#include "inject.h"
 
-static void devmem_free(struct usvm_devmem *dm)
-{
-	free(dm);
-}
+/* ---- allocation lifetime ------------------------------------------------------ */
 
 void usvm_devmem_get(struct usvm_devmem *dm)
 {
@@ -29,7 +27,7 @@ void usvm_devmem_get(struct usvm_devmem *dm)
 void usvm_devmem_put(struct usvm_devmem *dm)
 {
 	if (atomic_fetch_sub(&dm->refcount, 1) == 1)
-		devmem_free(dm);
+		free(dm);
 }
 
 /* Last page gone: give the device memory back (drm_pagemap_zdd_destroy). */
@@ -43,9 +41,8 @@ static void devmem_detach(struct usvm_devmem *dm)
 	if (was_on_lru) {
 		list_del_init(&dm->lru_link);
 		dm->on_lru = 0;
-	}
-	if (was_on_lru)
 		atomic_fetch_add(&pm->offlru, 1);
+	}
 	pthread_mutex_unlock(&pm->lock);
 	if (!was_on_lru)
 		return;
@@ -56,7 +53,8 @@ static void devmem_detach(struct usvm_devmem *dm)
 	usvm_devmem_put(dm);
 }
 
-void devmem_drop_page(struct usvm_devmem *dm, uint32_t idx)
+/* Page @idx no longer holds data for anyone (block lock held). */
+static void devmem_release_page(struct usvm_devmem *dm, uint32_t idx)
 {
 	if (!dm->va[idx])
 		return;
@@ -73,24 +71,44 @@ void usvm_devmem_touch(struct usvm_devmem *dm)
 	if (dm->on_lru) {
 		list_del_init(&dm->lru_link);
 		list_add_tail(&dm->lru_link, &pm->lru);
-		dm->on_lru = 1;
 	}
 	pthread_mutex_unlock(&pm->lock);
 }
 
-long migrate_devmem_to_ram(struct usvm_devmem *dm, enum usvm_migrate_reason why)
+/* ---- to system memory ------------------------------------------------------------ */
+
+static void account_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why, long pages,
+			   uint64_t ns)
 {
 	struct usvm_mm *mm = dm->mm;
 	struct usvm_pagemap *pm = dm->pagemap;
+	uint64_t bytes = (uint64_t)pages * USVM_PAGE_SIZE;
+
+	STAT_ADD(mm->st.migrations_to_ram, 1);
+	STAT_ADD(mm->st.bytes_to_ram, bytes);
+	STAT_ADD(mm->st.ns_to_ram, ns);
+	STAT_ADD(pm->st.migrations_to_ram, 1);
+	STAT_ADD(pm->st.bytes_to_ram, bytes);
+	STAT_ADD(pm->st.ns_to_ram, ns);
+	if (why == MM_MIGRATE_CPU_FAULT)
+		STAT_ADD(pm->st.cpu_fault_migrations, 1);
+	if (why == MM_MIGRATE_EVICT) {
+		STAT_ADD(pm->st.evictions, 1);
+		STAT_ADD(pm->st.evicted_bytes, bytes);
+	}
+}
+
+long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why)
+{
 	unsigned long pfn[USVM_BLOCK_PAGES];
-	uintptr_t va[USVM_BLOCK_PAGES];
+	uintptr_t va[USVM_BLOCK_PAGES], lo = UINTPTR_MAX, hi = 0;
 	uint32_t idx[USVM_BLOCK_PAGES];
 	unsigned long n = 0, i;
-	uintptr_t lo = UINTPTR_MAX, hi = 0;
+	int uffd = dm->region->uffd;
 	uint64_t t0;
 	long done;
-	int uffd;
 
+	mm_assert_block_locked(dm->mm, dm->block);
 	for (i = 0; i < dm->npages; i++) {
 		if (!dm->va[i])
 			continue;
@@ -103,56 +121,88 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum usvm_migrate_reason why)
 	}
 	if (!n)
 		return 0;
+	if (usvm_inject_fail(USVM_INJECT_COPY_TO_RAM))
+		return -EIO;
 	/* Device mappings go first: no device may read a page while it moves. */
-	mm_invalidate(mm, lo, hi, USVM_INVAL_MIGRATE, NULL);
+	mm_invalidate(dm->mm, lo, hi, USVM_INVAL_MIGRATE);
 	t0 = usvm_now_ns();
 	done = dm->ops->copy_to_ram(dm, pfn, va, n);
-	if (done < 0)
-		return done;
+	if (done <= 0)
+		return done ? done : -EAGAIN;
 	for (i = 0; i < (unsigned long)done; i++) {
-		struct usvm_page *pg = region_page(dm->region, va[i]);
-
-		pg->dm = NULL;
-		pg->idx = 0;
+		region_page_set_dm(dm->region, va[i], NULL, 0);
+		region_blk_set(dm->region, va[i], MM_BLK_CPU);
 	}
-	t0 = usvm_now_ns() - t0;
-	STAT_ADD(mm->st.migrations_to_ram, 1);
-	STAT_ADD(mm->st.bytes_to_ram, (uint64_t)done * USVM_PAGE_SIZE);
-	STAT_ADD(mm->st.ns_to_ram, t0);
-	STAT_ADD(pm->st.migrations_to_ram, 1);
-	STAT_ADD(pm->st.bytes_to_ram, (uint64_t)done * USVM_PAGE_SIZE);
-	STAT_ADD(pm->st.ns_to_ram, t0);
-	if (why == USVM_MIGRATE_CPU_FAULT)
-		STAT_ADD(pm->st.cpu_fault_migrations, 1);
-	if (why == USVM_MIGRATE_EVICT) {
-		STAT_ADD(pm->st.evictions, 1);
-		STAT_ADD(pm->st.evicted_bytes, (uint64_t)done * USVM_PAGE_SIZE);
-	}
-	uffd = dm->region->uffd; /* dm may be released by the drops below */
+	account_to_ram(dm, why, done, usvm_now_ns() - t0);
 	for (i = 0; i < (unsigned long)done; i++)
-		devmem_drop_page(dm, idx[i]);
+		devmem_release_page(dm, idx[i]); /* may free dm */
 	/* Only now, with states saying "system" and the device memory free
 	 * again, may the CPU threads waiting on these pages go on. */
-	if (done)
-		uffd_wake(uffd, lo, hi - lo);
+	uffd_wake(uffd, lo, hi - lo);
 	if ((unsigned long)done < n)
-		return -EIO;
+		return -EAGAIN; /* the rest stays in device memory; retried */
 	return done * (long)USVM_PAGE_SIZE;
 }
 
+/* ---- what mm calls (dev_pagemap_ops) ------------------------------------------- */
+
+static long mmop_migrate_to_ram(struct mm_devmem *m, enum mm_migrate_cause why,
+				uint64_t *retry_at_ns)
+{
+	struct usvm_devmem *dm = to_devmem(m);
+
+	/* The kernel's __drm_pagemap_migrate_to_ram: no ping-pong within the
+	 * timeslice; eviction, unbind and teardown ignore it. */
+	if (why == MM_MIGRATE_CPU_FAULT && retry_at_ns &&
+	    usvm_now_ns() < dm->timeslice_expire_ns) {
+		*retry_at_ns = dm->timeslice_expire_ns;
+		return -EINPROGRESS;
+	}
+	return migrate_devmem_to_ram(dm, why);
+}
+
+static void mmop_drop_page(struct mm_devmem *m, uint32_t idx)
+{
+	struct usvm_devmem *dm = to_devmem(m);
+
+	dm->dropped++; /* its pool page still holds data: the backend discards it */
+	devmem_release_page(dm, idx);
+}
+
+static int mmop_move_page(struct mm_devmem *m, uint32_t idx, uintptr_t dst)
+{
+	struct usvm_devmem *dm = to_devmem(m);
+	unsigned long pfn = dm->pfn[idx];
+	long done;
+
+	if (usvm_inject_fail(USVM_INJECT_COPY_TO_RAM))
+		return -EIO;
+	done = dm->ops->copy_to_ram(dm, &pfn, &dst, 1);
+	if (done != 1)
+		return done < 0 ? (int)done : -EAGAIN;
+	devmem_release_page(dm, idx);
+	return 0;
+}
+
+const struct mm_devmem_ops usvm_devmem_mm_ops = {
+	.migrate_to_ram = mmop_migrate_to_ram,
+	.drop_page = mmop_drop_page,
+	.move_page = mmop_move_page,
+};
+
+/* ---- eviction ------------------------------------------------------------------- */
+
 long devmem_evict(struct usvm_devmem *dm)
 {
-	pthread_mutex_t *bl = mm_block_lock(dm->mm, dm->block);
 	long ret = 0;
 
-	pthread_mutex_lock(bl);
+	mm_block_lock_acquire(dm->mm, dm->block);
 	if (dm->live)
-		ret = migrate_devmem_to_ram(dm, USVM_MIGRATE_EVICT);
-	pthread_mutex_unlock(bl);
+		ret = migrate_devmem_to_ram(dm, MM_MIGRATE_EVICT);
+	mm_block_lock_release(dm->mm, dm->block);
 	return ret;
 }
 
-/* Evict the least recently used allocation of @pm.  Returns bytes, 0 if none. */
 long pagemap_evict_lru(struct usvm_pagemap *pm)
 {
 	struct usvm_devmem *dm;
@@ -171,9 +221,13 @@ long pagemap_evict_lru(struct usvm_pagemap *pm)
 	pthread_mutex_unlock(&pm->lock);
 	ret = devmem_evict(dm);
 	usvm_devmem_put(dm);
+	if (ret > 0)
+		usvm_log2("%s: evicted %ld KiB", pm->name, ret >> 10);
 	/* A victim that died meanwhile still freed memory: report progress. */
 	return ret == 0 ? 1 : ret;
 }
+
+/* ---- to device memory -------------------------------------------------------------- */
 
 static struct usvm_devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *mm,
 				      struct usvm_region *r, uintptr_t block,
@@ -186,6 +240,8 @@ static struct usvm_devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *m
 		return NULL;
 	dm->va = (uintptr_t *)(dm + 1);
 	dm->pfn = (unsigned long *)(dm->va + npages);
+	dm->base.ops = &usvm_devmem_mm_ops;
+	dm->base.pagemap = pm;
 	dm->ops = pm->devmem_ops;
 	dm->pagemap = pm;
 	dm->mm = mm;
@@ -197,32 +253,32 @@ static struct usvm_devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *m
 	return dm;
 }
 
-/*
- * Allocate @npages of device memory, evicting least recently used
- * allocations while the pool is full.  No block lock may be held.
- */
+/* Allocate dm->npages of device memory, evicting least recently used
+ * allocations while the pool is full.  No block lock may be held. */
 static int devmem_alloc_evicting(struct usvm_pagemap *pm, struct usvm_devmem *dm)
 {
-	uint64_t deadline = 0;
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(2000);
 	int err;
 
 	if ((size_t)dm->npages * USVM_PAGE_SIZE > pm->capacity)
 		return -ENOMEM;
 	for (;;) {
-		err = pm->ops->devmem_alloc(pm, dm);
+		long ev;
+
+		err = usvm_inject_fail(USVM_INJECT_DEVMEM_ALLOC) ? -ENOMEM
+								 : pm->ops->devmem_alloc(pm, dm);
 		if (err != -ENOMEM)
 			break;
-		if (pagemap_evict_lru(pm) != 0)
+		ev = pagemap_evict_lru(pm);
+		if (ev > 0)
 			continue;
-		/* Nothing evictable: memory held by allocations in flight comes
-		 * free shortly; wait for it a bounded time, then give up. */
-		if (!atomic_load(&pm->offlru))
+		/* Nothing evictable now (victims busy, or memory held by
+		 * allocations in flight that come free shortly): wait a
+		 * bounded time, then give up. */
+		if (!ev && !atomic_load(&pm->offlru))
 			break;
-		if (!deadline)
-			deadline = usvm_now_ns() + 2000000000ull;
-		if (usvm_now_ns() > deadline)
+		if (!usvm_backoff(&bo))
 			break;
-		usleep(20);
 	}
 	if (err)
 		return err;
@@ -243,52 +299,123 @@ static void devmem_abandon(struct usvm_devmem *dm)
 	usvm_devmem_put(dm);
 }
 
-/* Pages of [start, end) not yet in @pm; -EFAULT if any is unmapped. */
-static long count_missing(struct usvm_pagemap *pm, struct usvm_region *r,
-			  uintptr_t start, uintptr_t end, unsigned long *present)
+/*
+ * The pages of [start, end) to bring into @pm, into @src; block lock held.
+ * Return their number, or -EFAULT if any is unmapped.  *@present counts
+ * the pages already there.
+ */
+static long collect_missing(struct usvm_pagemap *pm, struct usvm_region *r, uintptr_t start,
+			    uintptr_t end, uintptr_t *src, unsigned long *present)
 {
-	long missing = 0;
+	int stateful = region_blk(r, start) & MM_BLK_STATE;
+	long n = 0;
 	uintptr_t a;
 
 	*present = 0;
-	if (r->dying)
+	if (atomic_load(&r->dying) || atomic_load(&r->gone) || atomic_load(&r->pending))
 		return -EFAULT;
 	for (a = start; a < end; a += USVM_PAGE_SIZE) {
-		struct usvm_page *pg = region_page(r, a);
+		struct usvm_page *pg = stateful ? region_page(r, a) : NULL;
+		uint32_t flags = pg ? page_flags(pg) : 0;
 
-		if (pg->flags & (USVM_PAGE_UNMAPPED | USVM_PAGE_PENDING))
+		if (flags & MM_PAGE_UNMAPPED)
 			return -EFAULT;
-		if (pg->dm && pg->dm->pagemap == pm)
+		if (pg && pg->dm && pg->dm->pagemap == pm) {
 			(*present)++;
-		else if (mm_page_allocated(r, a))
-			missing++; /* arena pages nobody allocated stay where they are */
+			continue;
+		}
+		if (!mm_page_allocated(r, a))
+			continue; /* arena pages nobody allocated stay where they are */
+		if (flags & MM_PAGE_REMOVED) {
+			/* A zap may still be on its way: wait until it is gone. */
+			if (usvm_host_page_mapped(a))
+				continue;
+			region_page_set_flags(r, a, 0, MM_PAGE_REMOVED);
+		}
+		src[n++] = a;
 	}
-	return missing;
+	return n;
 }
 
-/* Bring pages of [start, end) held by other pagemaps back to RAM first. */
+/* Bring the pages of @src held by other pagemaps back to RAM first. */
 static int evict_peer_pages(struct usvm_pagemap *pm, struct usvm_region *r,
-			    uintptr_t start, uintptr_t end, unsigned long *from_peer)
+			    const uintptr_t *src, long n, unsigned long *from_peer)
 {
-	uintptr_t a;
+	long i;
 
-	for (a = start; a < end; a += USVM_PAGE_SIZE) {
-		struct usvm_page *pg = region_page(r, a);
-		struct usvm_devmem *other = pg->dm;
+	for (i = 0; i < n; i++) {
+		struct mm_devmem *m = region_page(r, src[i])->dm;
+		struct usvm_devmem *other;
 		long ret;
 
-		if (!other || other->pagemap == pm)
+		if (!m || m->pagemap == pm)
 			continue;
+		other = to_devmem(m);
 		/* Its device keeps it for its timeslice (no ping-pong). */
 		if (usvm_now_ns() < other->timeslice_expire_ns)
 			return -EBUSY;
 		*from_peer += other->live;
 		/* Kernel MAIN bounces device-to-device moves through RAM too. */
-		ret = migrate_devmem_to_ram(other, USVM_MIGRATE_PEER);
+		ret = migrate_devmem_to_ram(other, MM_MIGRATE_PEER);
 		if (ret < 0)
 			return (int)ret;
 	}
 	return 0;
+}
+
+/* The taken pages belong to @dm from now on; block lock held. */
+static void commit_taken(struct usvm_devmem *dm, const uintptr_t *src, long taken,
+			 unsigned long timeslice_ms, uint64_t ns)
+{
+	struct usvm_pagemap *pm = dm->pagemap;
+	struct usvm_mm *mm = dm->mm;
+	uint64_t bytes = (uint64_t)taken * USVM_PAGE_SIZE;
+	long i;
+
+	for (i = 0; i < taken; i++) {
+		region_page_set_dm(dm->region, src[i], &dm->base, (uint32_t)i);
+		dm->va[i] = src[i];
+	}
+	dm->live = (unsigned long)taken;
+	dm->timeslice_expire_ns = usvm_now_ns() + (uint64_t)timeslice_ms * 1000000ull;
+	pthread_mutex_lock(&pm->lock);
+	list_add_tail(&dm->lru_link, &pm->lru);
+	dm->on_lru = 1;
+	atomic_fetch_sub(&pm->offlru, 1);
+	pthread_mutex_unlock(&pm->lock);
+	STAT_ADD(pm->st.live_allocations, 1);
+	STAT_ADD(pm->st.used_bytes, dm->npages * USVM_PAGE_SIZE);
+	stat_max(&pm->st.peak_used_bytes, STAT_READ(pm->st.used_bytes));
+	STAT_ADD(pm->st.migrations_to_dev, 1);
+	STAT_ADD(pm->st.bytes_to_dev, bytes);
+	STAT_ADD(pm->st.ns_to_dev, ns);
+	STAT_ADD(mm->st.migrations_to_dev, 1);
+	STAT_ADD(mm->st.bytes_to_dev, bytes);
+	STAT_ADD(mm->st.ns_to_dev, ns);
+}
+
+/*
+ * Move the @n pages of @src into @dm; block lock held.  Returns pages
+ * taken (committed to @dm) or -errno; a short count sets res->unshare_at
+ * when pages shared since fork stopped the move.
+ */
+static long take_pages(struct usvm_devmem *dm, const uintptr_t *src, long n,
+		       unsigned long timeslice_ms, struct migrate_piece_result *res)
+{
+	uint64_t t0 = usvm_now_ns();
+	int stop = 0;
+	long taken;
+
+	if (usvm_inject_fail(USVM_INJECT_COPY_TO_DEVMEM))
+		return -EIO;
+	taken = dm->ops->copy_to_devmem(dm, dm->pfn, src, (unsigned long)n, &stop);
+	if (taken < 0)
+		return taken;
+	if (taken < n && stop == EBUSY)
+		res->unshare_at = src[taken];
+	if (taken > 0)
+		commit_taken(dm, src, taken, timeslice_ms, usvm_now_ns() - t0);
+	return taken;
 }
 
 int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
@@ -296,96 +423,50 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 			    unsigned long timeslice_ms, struct migrate_piece_result *res)
 {
 	uintptr_t block = ALIGN_DOWN_UL(start, USVM_BLOCK_SIZE);
-	pthread_mutex_t *bl = mm_block_lock(mm, block);
 	uintptr_t src[USVM_BLOCK_PAGES];
-	unsigned long present;
-	int attempt;
+	struct usvm_devmem *dm;
+	long want, n, taken;
+	int err;
 
 	memset(res, 0, sizeof(*res));
-	for (attempt = 0; attempt < 4; attempt++) {
-		struct usvm_devmem *dm;
-		long missing, again, taken, k;
-		uintptr_t a;
-		uint64_t t0;
-		int err;
-
-		pthread_mutex_lock(bl);
-		missing = count_missing(pm, r, start, end, &present);
-		pthread_mutex_unlock(bl);
-		if (missing <= 0) {
-			res->present = present;
-			return missing < 0 ? (int)missing : 1;
-		}
-		/* Allocate just enough, outside the block lock (eviction locks others). */
-		dm = devmem_new(pm, mm, r, block, (unsigned long)missing);
-		if (!dm)
-			return -ENOMEM;
-		err = devmem_alloc_evicting(pm, dm);
-		if (err) {
-			usvm_devmem_put(dm);
-			return err;
-		}
-		pthread_mutex_lock(bl);
-		again = count_missing(pm, r, start, end, &present);
-		if (again > missing || again <= 0) {
-			/* Raced with another migration: start over (kernel: -EAGAIN loop). */
-			pthread_mutex_unlock(bl);
-			devmem_abandon(dm);
-			if (again <= 0) {
-				res->present = present;
-				return again < 0 ? (int)again : 1;
-			}
-			continue;
-		}
-		err = evict_peer_pages(pm, r, start, end, &res->from_peer);
-		if (err) {
-			pthread_mutex_unlock(bl);
-			devmem_abandon(dm);
-			return err;
-		}
-		k = 0;
-		for (a = start; a < end; a += USVM_PAGE_SIZE) {
-			struct usvm_page *pg = region_page(r, a);
-
-			if (!(pg->dm && pg->dm->pagemap == pm) && mm_page_allocated(r, a))
-				src[k++] = a;
-		}
-		mm_invalidate(mm, start, end, USVM_INVAL_MIGRATE, NULL);
-		t0 = usvm_now_ns();
-		taken = dm->ops->copy_to_devmem(dm, dm->pfn, src, (unsigned long)k);
-		t0 = usvm_now_ns() - t0;
-		if (taken <= 0) {
-			pthread_mutex_unlock(bl);
-			devmem_abandon(dm);
-			return taken < 0 ? (int)taken : -EBUSY;
-		}
-		for (a = 0; a < (uintptr_t)taken; a++) {
-			struct usvm_page *pg = region_page(r, src[a]);
-
-			pg->dm = dm;
-			pg->idx = (uint32_t)a;
-			dm->va[a] = src[a];
-		}
-		dm->live = (unsigned long)taken;
-		dm->timeslice_expire_ns = usvm_now_ns() + (uint64_t)timeslice_ms * 1000000ull;
-		pthread_mutex_lock(&pm->lock);
-		list_add_tail(&dm->lru_link, &pm->lru);
-		dm->on_lru = 1;
-		atomic_fetch_sub(&pm->offlru, 1);
-		pthread_mutex_unlock(&pm->lock);
-		STAT_ADD(pm->st.live_allocations, 1);
-		STAT_ADD(pm->st.used_bytes, dm->npages * USVM_PAGE_SIZE);
-		stat_max(&pm->st.peak_used_bytes, STAT_READ(pm->st.used_bytes));
-		STAT_ADD(pm->st.migrations_to_dev, 1);
-		STAT_ADD(pm->st.bytes_to_dev, (uint64_t)taken * USVM_PAGE_SIZE);
-		STAT_ADD(pm->st.ns_to_dev, t0);
-		STAT_ADD(mm->st.migrations_to_dev, 1);
-		STAT_ADD(mm->st.bytes_to_dev, (uint64_t)taken * USVM_PAGE_SIZE);
-		STAT_ADD(mm->st.ns_to_dev, t0);
-		pthread_mutex_unlock(bl);
-		res->migrated = (unsigned long)taken;
-		res->present = present;
-		return taken == k ? 0 : -EBUSY;
+	/* Size the allocation, then allocate it outside the block lock
+	 * (eviction takes other block locks). */
+	mm_block_lock_acquire(mm, block);
+	want = collect_missing(pm, r, start, end, src, &res->present);
+	mm_block_lock_release(mm, block);
+	if (want <= 0)
+		return want < 0 ? (int)want : 1;
+	dm = devmem_new(pm, mm, r, block, (unsigned long)want);
+	if (!dm)
+		return -ENOMEM;
+	err = devmem_alloc_evicting(pm, dm);
+	if (err) {
+		usvm_devmem_put(dm);
+		return err;
 	}
-	return -EBUSY;
+
+	mm_block_lock_acquire(mm, block);
+	n = collect_missing(pm, r, start, end, src, &res->present);
+	if (n <= 0 || n > want) {
+		/* Raced with another migration, a free or an unmap. */
+		err = n < 0 ? (int)n : n ? -EAGAIN : 1;
+		goto err_abandon;
+	}
+	err = evict_peer_pages(pm, r, src, n, &res->from_peer);
+	if (err)
+		goto err_abandon;
+	mm_invalidate(mm, start, end, USVM_INVAL_MIGRATE);
+	taken = take_pages(dm, src, n, timeslice_ms, res);
+	if (taken <= 0) {
+		err = taken < 0 ? (int)taken : res->unshare_at ? -EBUSY : -EAGAIN;
+		goto err_abandon;
+	}
+	mm_block_lock_release(mm, block);
+	res->migrated = (unsigned long)taken;
+	return taken == n ? 0 : res->unshare_at ? -EBUSY : -EAGAIN;
+
+err_abandon:
+	mm_block_lock_release(mm, block);
+	devmem_abandon(dm);
+	return err;
 }

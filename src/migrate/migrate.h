@@ -2,7 +2,8 @@
 /*
  * Migration between system memory and device allocations: the page-level
  * steps of drm_pagemap_migrate_to_devmem / __drm_pagemap_migrate_to_ram /
- * drm_pagemap_evict_to_ram, on top of the host-page helpers.
+ * drm_pagemap_evict_to_ram, on top of the backends' copy ops.  This layer
+ * also gives mm its view of device memory (usvm_devmem_mm_ops).
  */
 #ifndef USVM_MIGRATE_H
 #define USVM_MIGRATE_H
@@ -10,22 +11,23 @@
 #include "mm/mm.h"
 #include "pagemap/pagemap.h"
 
-enum usvm_migrate_reason {
-	USVM_MIGRATE_CPU_FAULT,
-	USVM_MIGRATE_EVICT,
-	USVM_MIGRATE_PEER,        /* another pagemap takes the pages */
-	USVM_MIGRATE_RANGE,       /* range evict / unregister / teardown */
-};
+/* What mm calls on a device-resident page (dev_pagemap_ops). */
+extern const struct mm_devmem_ops usvm_devmem_mm_ops;
 
 /* Outcome of populating one block piece. */
 struct migrate_piece_result {
-	unsigned long migrated, cleared, present, from_peer;
+	unsigned long migrated, present, from_peer;
+	/* Pages shared since fork stopped the move here: make them exclusive
+	 * (no lock held) and try again. */
+	uintptr_t unshare_at;
 };
 
 /*
  * Populate [start, end) (inside one block and one region of @mm) with
- * device memory of @pm.  Caller holds mm->regions_lock for reading and no
- * block lock.  Return 0, 1 when nothing had to move, or -errno.
+ * device memory of @pm.  Caller holds mm->fork_lock and mm->regions_lock
+ * for reading and no block lock.  Return 0, 1 when nothing had to move, or
+ * -errno: -EAGAIN (retry without locks), -EBUSY (res->unshare_at says
+ * whether unsharing may help), -ENOMEM, -EIO, -EFAULT.
  */
 int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 			    struct usvm_region *r, uintptr_t start, uintptr_t end,
@@ -33,15 +35,21 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 
 /*
  * Bring every live page of @dm back to system memory.  Caller holds the
- * block lock of dm->block.  Return bytes moved or -errno (nothing lost: pages
- * not moved stay in device memory).
+ * block lock of dm->block.  Return bytes moved or -errno (-EAGAIN: retry
+ * without locks; nothing lost: pages not moved stay in device memory).
  */
-long migrate_devmem_to_ram(struct usvm_devmem *dm, enum usvm_migrate_reason why);
-
-/* Discard the device copy of @dm's page @idx (block lock held). */
-void devmem_drop_page(struct usvm_devmem *dm, uint32_t idx);
+long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why);
 
 /* Evict @dm (takes its block lock).  Returns bytes moved or -errno. */
 long devmem_evict(struct usvm_devmem *dm);
+
+/* Evict the least recently used allocation of @pm: bytes, 0 when none is
+ * left, 1 when the victim went away by itself, or -errno (-EAGAIN). */
+long pagemap_evict_lru(struct usvm_pagemap *pm);
+
+/* Mark an allocation recently used (a device touched it). */
+void usvm_devmem_touch(struct usvm_devmem *dm);
+void usvm_devmem_get(struct usvm_devmem *dm);
+void usvm_devmem_put(struct usvm_devmem *dm);
 
 #endif

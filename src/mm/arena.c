@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * Managed allocations (usvm_alloc/usvm_free).  Allocations are carved out of
- * large arenas, each registered with userfaultfd once: 100 000 small
+ * Managed allocations (usvm_alloc/usvm_free).  Small allocations are carved
+ * out of large arenas, each registered with userfaultfd once: 100 000 small
  * allocations cost one registration, not 100 000 (the kernel caps the
- * number of mappings a process may have, vm.max_map_count = 65530).
+ * number of mappings a process may have, vm.max_map_count = 65530).  Large
+ * ones get a region of their own, so that freeing them is one munmap and
+ * their bookkeeping never scans a bitmap: both cost what was touched, not
+ * what was reserved.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -100,6 +103,10 @@ void mm_allocs_destroy(struct usvm_mm *mm)
 
 /* ---- arena bitmaps ---------------------------------------------------- */
 
+/* Allocations this large get a dedicated region. */
+#define DEDICATED_MIN (64ul << 20)
+#define TRASH_SIZE USVM_BLOCK_SIZE
+
 static int bit_test(const uint64_t *bm, size_t i)
 {
 	return (__atomic_load_n(&bm[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1;
@@ -108,6 +115,14 @@ static int bit_test(const uint64_t *bm, size_t i)
 /* Atomic bit updates: populate peeks at the bitmap without alloc_lock. */
 static void bits_assign(uint64_t *bm, size_t i, size_t n, int v)
 {
+	for (; n && (i & 63); i++, n--) {
+		if (v)
+			__atomic_fetch_or(&bm[i >> 6], 1ull << (i & 63), __ATOMIC_RELAXED);
+		else
+			__atomic_fetch_and(&bm[i >> 6], ~(1ull << (i & 63)), __ATOMIC_RELAXED);
+	}
+	for (; n >= 64; i += 64, n -= 64)
+		__atomic_store_n(&bm[i >> 6], v ? ~0ull : 0ull, __ATOMIC_RELAXED);
 	for (; n; i++, n--) {
 		if (v)
 			__atomic_fetch_or(&bm[i >> 6], 1ull << (i & 63), __ATOMIC_RELAXED);
@@ -120,11 +135,19 @@ int mm_page_allocated(struct usvm_region *r, uintptr_t addr)
 {
 	size_t i = (addr - r->start) >> USVM_PAGE_SHIFT;
 
-	if (r->kind != USVM_REGION_ARENA)
+	switch (r->kind) {
+	case USVM_REGION_USER:
 		return 1;
-	if (!r->bitmap)
+	case USVM_REGION_ALLOC:
+		return !atomic_load(&r->dying);
+	default:
+		break;
+	}
+	if (!r->bitmap || !bit_test(r->bitmap, i))
 		return 0;
-	return (__atomic_load_n(&r->bitmap[i >> 6], __ATOMIC_RELAXED) >> (i & 63)) & 1;
+	/* Being freed: its contents are going away. */
+	return !((region_blk(r, addr) & MM_BLK_STATE) &&
+		 (page_flags(region_page(r, addr)) & MM_PAGE_FREEING));
 }
 
 /* First free run of @n pages aligned to @align pages, from the hint. */
@@ -152,15 +175,14 @@ static size_t arena_find(struct usvm_region *r, size_t n, size_t align)
 	return SIZE_MAX;
 }
 
-static int arena_new(struct usvm_mm *mm, size_t min_bytes, struct usvm_region **out)
+/* A block-aligned private mapping of @size registered with @uffd. */
+static int map_registered(int uffd, size_t size, uintptr_t *out)
 {
-	size_t size = MAX_UL(mm->arena_size, ALIGN_UP_UL(min_bytes, USVM_BLOCK_SIZE));
 	uintptr_t base;
-	struct usvm_region *r;
 	void *p;
 	int err;
 
-	/* Over-map to align the arena to a block. */
+	/* Over-map to align to a block. */
 	p = mmap(NULL, size + USVM_BLOCK_SIZE, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
@@ -169,17 +191,34 @@ static int arena_new(struct usvm_mm *mm, size_t min_bytes, struct usvm_region **
 	if (base > (uintptr_t)p)
 		munmap(p, base - (uintptr_t)p);
 	munmap((void *)(base + size), (uintptr_t)p + USVM_BLOCK_SIZE - base);
-	err = uffd_register(mm->uffd_arena, base, size);
+	err = uffd_register(uffd, base, size);
 	if (err) {
 		munmap((void *)base, size);
 		return err;
 	}
-	err = mm_region_add(mm, base, base + size, USVM_REGION_ARENA, mm->uffd_arena, 0, &r);
-	if (!err) {
+	*out = base;
+	return 0;
+}
+
+static int region_map_new(struct usvm_mm *mm, size_t size, enum usvm_region_kind kind,
+			  struct usvm_region **out)
+{
+	struct usvm_region *r;
+	uintptr_t base;
+	int err;
+
+	err = map_registered(mm->uffd_arena, size, &base);
+	if (err)
+		return err;
+	r = mm_region_new(base, base + size, kind, mm->uffd_arena);
+	if (r && kind == USVM_REGION_ARENA) {
 		r->bitmap = calloc((r->npages + 63) / 64, sizeof(uint64_t));
-		if (!r->bitmap)
-			err = -ENOMEM; /* region stays, unusable: harmless */
+		if (!r->bitmap) {
+			mm_region_free(r);
+			r = NULL;
+		}
 	}
+	err = r ? mm_region_insert(mm, r) : -ENOMEM;
 	if (err) {
 		uffd_unregister(mm->uffd_arena, base, size);
 		munmap((void *)base, size);
@@ -189,137 +228,256 @@ static int arena_new(struct usvm_mm *mm, size_t min_bytes, struct usvm_region **
 	return 0;
 }
 
-int usvm_alloc(struct usvm_mm *mm, size_t size, void **out)
+static int alloc_dedicated(struct usvm_mm *mm, size_t size, void **out)
 {
-	size_t n, align, i, at = SIZE_MAX;
+	struct usvm_region *r;
+	int err;
+
+	err = region_map_new(mm, ALIGN_UP_UL(size, USVM_BLOCK_SIZE), USVM_REGION_ALLOC, &r);
+	if (err)
+		return err;
+	pthread_mutex_lock(&mm->alloc_lock);
+	err = table_insert(&mm->allocs, r->start, (uint32_t)(size >> USVM_PAGE_SHIFT));
+	pthread_mutex_unlock(&mm->alloc_lock);
+	if (err) {
+		usvm_rwlock_wrlock(&mm->regions_lock);
+		mm_region_remove_locked(mm, r);
+		usvm_rwlock_unlock(&mm->regions_lock);
+		uffd_unregister(r->uffd, r->start, r->end - r->start);
+		munmap((void *)r->start, r->end - r->start);
+		mm_region_free(r);
+		return err;
+	}
+	*out = (void *)r->start;
+	return 0;
+}
+
+static int alloc_in_arena(struct usvm_mm *mm, size_t size, void **out)
+{
+	size_t n = size >> USVM_PAGE_SHIFT, i, at = SIZE_MAX;
+	size_t align = size >= USVM_BLOCK_SIZE ? USVM_BLOCK_PAGES : size >= (64u << 10) ? 16 : 1;
 	struct usvm_region *r = NULL;
 	int err;
 
-	if (!mm || !out || !size || size > (1ull << 40))
-		return -EINVAL;
-	size = ALIGN_UP_UL(size, USVM_PAGE_SIZE);
-	n = size >> USVM_PAGE_SHIFT;
-	if (n > UINT32_MAX)
-		return -EINVAL;
-	align = size >= USVM_BLOCK_SIZE ? USVM_BLOCK_PAGES : size >= (64u << 10) ? 16 : 1;
 	pthread_mutex_lock(&mm->alloc_lock);
-	pthread_rwlock_rdlock(&mm->regions_lock);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	for (i = 0; i < mm->nregions; i++) {
 		r = mm->regions[i];
-		if (r->kind != USVM_REGION_ARENA || !r->bitmap || r->dying)
+		if (r->kind != USVM_REGION_ARENA || atomic_load(&r->dying) || atomic_load(&r->gone))
 			continue;
 		at = arena_find(r, n, align);
 		if (at != SIZE_MAX)
 			break;
 	}
-	pthread_rwlock_unlock(&mm->regions_lock);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	if (at == SIZE_MAX) {
-		err = arena_new(mm, size, &r);
-		if (err) {
-			pthread_mutex_unlock(&mm->alloc_lock);
-			return err;
-		}
+		err = region_map_new(mm, mm->arena_size, USVM_REGION_ARENA, &r);
+		if (err)
+			goto err_unlock;
 		at = arena_find(r, n, align);
 	}
 	err = table_insert(&mm->allocs, r->start + (at << USVM_PAGE_SHIFT), (uint32_t)n);
-	if (err) {
-		pthread_mutex_unlock(&mm->alloc_lock);
-		return err;
-	}
+	if (err)
+		goto err_unlock;
 	bits_assign(r->bitmap, at, n, 1);
 	r->hint = at + n;
 	pthread_mutex_unlock(&mm->alloc_lock);
+	*out = (void *)(r->start + (at << USVM_PAGE_SHIFT));
+	return 0;
+err_unlock:
+	pthread_mutex_unlock(&mm->alloc_lock);
+	return err;
+}
+
+int usvm_alloc(struct usvm_mm *mm, size_t size, void **out)
+{
+	int err;
+
+	if (!mm || !out || !size || size > (1ull << 40))
+		return -EINVAL;
+	if (!mm_usable(mm))
+		return -ENODEV;
+	size = ALIGN_UP_UL(size, USVM_PAGE_SIZE);
+	if (size >= DEDICATED_MIN || size > mm->arena_size)
+		err = alloc_dedicated(mm, size, out);
+	else
+		err = alloc_in_arena(mm, size, out);
+	if (err)
+		return err;
 	STAT_ADD(mm->st.allocs, 1);
 	STAT_ADD(mm->st.live_allocs, 1);
 	STAT_ADD(mm->st.live_bytes, size);
-	*out = (void *)(r->start + (at << USVM_PAGE_SHIFT));
 	return 0;
 }
 
-#define TRASH_SIZE USVM_BLOCK_SIZE
+/* ---- discarding CPU pages ------------------------------------------------- */
 
 int mm_trash_init(struct usvm_mm *mm)
 {
-	void *p = mmap(NULL, TRASH_SIZE, PROT_READ | PROT_WRITE,
-		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	int err;
-
-	if (p == MAP_FAILED)
-		return -ENOMEM;
-	err = uffd_register(mm->uffd_arena, (uintptr_t)p, TRASH_SIZE);
-	if (err) {
-		munmap(p, TRASH_SIZE);
-		return err;
-	}
-	mm->trash = (uintptr_t)p;
-	return 0;
+	return map_registered(mm->uffd_trash, TRASH_SIZE, &mm->trash);
 }
 
 void mm_trash_fini(struct usvm_mm *mm)
 {
 	if (!mm->trash)
 		return;
-	uffd_unregister(mm->uffd_arena, mm->trash, TRASH_SIZE);
+	uffd_unregister(mm->uffd_trash, mm->trash, TRASH_SIZE);
 	munmap((void *)mm->trash, TRASH_SIZE);
 	mm->trash = 0;
 }
 
 /*
- * Give the CPU pages of a freed allocation back to the kernel.  A plain
- * MADV_DONTNEED would raise a REMOVE event that a fault thread handles
+ * A plain MADV_DONTNEED would raise a REMOVE event that the applier handles
  * later, possibly after the range was allocated again and populated (it
- * would then drop the new owner's device copies).  So the pages are first
- * moved out to a private trash area (no event) and discarded there (its
- * events fall outside every region and are ignored).
+ * would then drop the new owner's device copies).  Pages moved out to the
+ * trash area raise no event; the trash's own userfaultfd has no events, so
+ * the moves never fail with -EAGAIN and discarding it raises nothing.
  */
-static void discard_pages(struct usvm_mm *mm, uintptr_t a, size_t len)
+void mm_discard_cpu_pages(struct usvm_mm *mm, uintptr_t start, uintptr_t end, uintptr_t *busy)
 {
-	size_t off = 0;
+	uintptr_t a = start;
+	int tries = 0;
 
+	*busy = 0;
 	pthread_mutex_lock(&mm->trash_lock);
-	while (off < len) {
-		size_t n = MIN_UL(len - off, TRASH_SIZE);
-		struct uffdio_move m = {
-			.dst = mm->trash, .src = a + off, .len = n,
-			.mode = UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES,
-		};
+	while (a < end) {
+		size_t n = MIN_UL(end - a, TRASH_SIZE);
+		long r = uffd_move(mm->uffd_trash, mm->trash, a, n,
+				   UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
 
-		if (ioctl(mm->uffd_arena, UFFDIO_MOVE, &m) && m.move < (long)n) {
-			/* A page that cannot move (shared after fork): zap in place. */
-			madvise((void *)(a + off), n, MADV_DONTNEED);
+		if (r == -EAGAIN && ++tries < 1000)
+			continue; /* injected, or a page briefly locked */
+		tries = 0;
+		if (r > 0) {
+			madvise((void *)mm->trash, (size_t)r, MADV_DONTNEED);
+			a += (uintptr_t)r;
+			continue;
 		}
-		madvise((void *)mm->trash, TRASH_SIZE, MADV_DONTNEED);
-		off += n;
+		/* A page that cannot move (shared since fork, pinned): the
+		 * caller clears it; go on after it. */
+		if (r == -EBUSY && !*busy)
+			*busy = a;
+		if (r != -EBUSY)
+			break; /* no VMA there any more: nothing to discard */
+		a += USVM_PAGE_SIZE;
 	}
 	pthread_mutex_unlock(&mm->trash_lock);
 }
 
+/* ---- free ------------------------------------------------------------------ */
+
+static int free_dedicated(struct usvm_mm *mm, struct usvm_region *r)
+{
+	uintptr_t a, bend;
+
+	atomic_store(&r->dying, 1);
+	/* Unpublished first: populates and faults can no longer find it. */
+	usvm_rwlock_wrlock(&mm->regions_lock);
+	mm_region_remove_locked(mm, r);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	for_each_block(a, bend, r->start, r->end) {
+		if (!region_blk(r, a))
+			continue; /* never touched: nothing mapped, nothing to drop */
+		mm_block_lock_acquire(mm, a);
+		mm_invalidate(mm, a, bend, USVM_INVAL_UNMAP);
+		mm_drop_block(mm, r, a, bend, 0);
+		mm_block_lock_release(mm, a);
+	}
+	uffd_unregister(r->uffd, r->start, r->end - r->start);
+	munmap((void *)r->start, r->end - r->start);
+	mm_region_free(r);
+	return 0;
+}
+
+/* Clear what could not be discarded (shared since fork): writing breaks the
+ * sharing, the allocation's next owner reads zeros.  No lock held: a page
+ * that vanished meanwhile faults and is served as usual. */
+static void clear_busy_pages(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
+			     uintptr_t end)
+{
+	uintptr_t p;
+
+	for (p = start; p < end; p += USVM_PAGE_SIZE) {
+		uintptr_t busy;
+
+		mm_discard_cpu_pages(mm, p, p + USVM_PAGE_SIZE, &busy);
+		if (busy && !atomic_load(&r->gone))
+			memset((void *)p, 0, USVM_PAGE_SIZE);
+	}
+}
+
+/* Drop device copies and CPU pages of [a, end), marking the pages FREEING. */
+static uintptr_t free_pages_of(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
+			       uintptr_t end)
+{
+	uintptr_t a, bend, first_busy = 0;
+
+	for_each_block(a, bend, start, end) {
+		uintptr_t busy = 0;
+
+		mm_block_lock_acquire(mm, a);
+		mm_invalidate(mm, a, bend, USVM_INVAL_REMOVE);
+		mm_drop_block(mm, r, a, bend, MM_PAGE_FREEING);
+		if (region_blk(r, a) & MM_BLK_CPU)
+			mm_discard_cpu_pages(mm, a, bend, &busy);
+		mm_block_lock_release(mm, a);
+		if (busy && !first_busy)
+			first_busy = busy;
+	}
+	return first_busy;
+}
+
+static void unmark_freeing(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
+			   uintptr_t end)
+{
+	uintptr_t a, bend, p;
+
+	for_each_block(a, bend, start, end) {
+		mm_block_lock_acquire(mm, a);
+		for (p = a; p < bend; p += USVM_PAGE_SIZE)
+			region_page_set_flags(r, p, 0, MM_PAGE_FREEING);
+		mm_block_lock_release(mm, a);
+	}
+}
+
 int usvm_free(struct usvm_mm *mm, void *ptr)
 {
-	uintptr_t a = (uintptr_t)ptr;
+	uintptr_t a = (uintptr_t)ptr, busy;
 	struct usvm_region *r;
 	uint32_t n;
 	size_t len;
 
 	if (!mm || !ptr)
 		return -EINVAL;
+	if (!mm_usable(mm))
+		return -ENODEV;
 	pthread_mutex_lock(&mm->alloc_lock);
 	n = table_remove(&mm->allocs, a);
 	pthread_mutex_unlock(&mm->alloc_lock);
 	if (!n)
 		return -EINVAL; /* not an allocation start, or freed already */
 	len = (size_t)n << USVM_PAGE_SHIFT;
-	pthread_rwlock_rdlock(&mm->regions_lock);
-	r = mm_region_find(mm, a);
-	/* Device copies go; then the CPU pages. */
-	mm_drop_range(mm, r, a, a + len, USVM_INVAL_REMOVE, 0);
-	pthread_rwlock_unlock(&mm->regions_lock);
-	discard_pages(mm, a, len);
-	pthread_mutex_lock(&mm->alloc_lock);
-	bits_assign(r->bitmap, (a - r->start) >> USVM_PAGE_SHIFT, n, 0);
-	pthread_mutex_unlock(&mm->alloc_lock);
 	STAT_ADD(mm->st.frees, 1);
 	STAT_SUB(mm->st.live_allocs, 1);
 	STAT_SUB(mm->st.live_bytes, len);
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	r = mm_region_find(mm, a);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	if (!r)
+		return 0; /* its region was torn down already */
+	if (r->kind == USVM_REGION_ALLOC)
+		return free_dedicated(mm, r);
+	/* Arenas are never removed while the mm lives: @r stays valid. */
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	busy = free_pages_of(mm, r, a, a + len);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	if (busy)
+		clear_busy_pages(mm, r, busy, a + len);
+	pthread_mutex_lock(&mm->alloc_lock);
+	bits_assign(r->bitmap, (a - r->start) >> USVM_PAGE_SHIFT, n, 0);
+	pthread_mutex_unlock(&mm->alloc_lock);
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	unmark_freeing(mm, r, a, a + len);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return 0;
 }

@@ -1,414 +1,462 @@
 // SPDX-License-Identifier: MIT
 /*
- * CPU fault handling: the dev_pagemap migrate_to_ram path, on userfaultfd.
+ * DOC: CPU faults (the dev_pagemap migrate_to_ram path, on userfaultfd)
  *
- * Several handler threads read the mm's userfaultfds.  A fault on a page
- * held by a device allocation migrates the whole allocation back under the
- * block lock of its block (so faults on different allocations proceed in
- * parallel: there is no global migration lock).  Within the allocation's
- * timeslice the fault is not served by migrating: as in the kernel's
- * __drm_pagemap_migrate_to_ram, the toucher waits out the rest; here the
- * handler parks the fault on a per-thread timer list and goes on serving
- * others.  A fault on a never-touched page maps zero pages.
+ * One reader thread reads every message of the mm's userfaultfds.  Events
+ * (munmap, madvise, mremap) go to the applier thread, which applies them in
+ * the order they were read; faults go to worker threads, but only once every
+ * event read before them has been applied.  That is the whole ordering
+ * argument: the kernel releases the caller of munmap/madvise/mremap when its
+ * event is *read*, so any access the program makes after that call returns
+ * faults later, is read later, and is served after the event took effect.
+ *
+ * The reader never waits for a lock: threads holding block locks may be
+ * waiting for it to read (UFFDIO_MOVE/COPY/ZEROPAGE fail with -EAGAIN while
+ * an event is unread).  Workers serving a fault drop their locks on -EAGAIN
+ * and defer the fault instead of spinning.
+ *
+ * A fault on a page held by a device allocation migrates the allocation
+ * back (its owner's migrate_to_ram op); within the allocation's timeslice
+ * nothing moves and the fault is deferred until the timeslice ends, as the
+ * kernel's __drm_pagemap_migrate_to_ram makes the toucher wait.  A fault on
+ * a never-touched page maps zero pages.  Each fault is counted once, as
+ * first touch, device memory, or raced (someone resolved it first).
  */
 #include <errno.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <sys/mman.h>
+#include <sys/eventfd.h>
 #include "mm.h"
 #include "uffd.h"
-#include "migrate/migrate.h"
 
 /* Zero pages mapped ahead of a first touch, so sequential touches of fresh
  * memory do not pay one handler round trip per page. */
 #define FIRST_TOUCH_PAGES 16
+#define RETRY_EAGAIN_NS 50000ull
+#define RETRY_PENDING_NS 200000ull
+#define RETRY_ERROR_NS 1000000ull
 
-struct deferred {
-	uintptr_t addr;
-	int uffd;
-	uint64_t when_ns;
-};
+/* ---- queues ----------------------------------------------------------------- */
 
-#define PENDING_MAX 64
-
-struct fault_thread {
-	struct usvm_mm *mm;
-	struct deferred *dq;
-	size_t ndq, capdq;
-	/* Messages read ahead while an event was being handled (FIFO). */
-	struct uffd_msg pend[PENDING_MAX];
-	int pend_uffd[PENDING_MAX];
-	unsigned int npend, pend_head;
-};
-
-__thread void (*mm_eagain_hook)(void);
-static __thread struct fault_thread *cur_ft;
-
-static void defer(struct fault_thread *ft, int uffd, uintptr_t addr, uint64_t when)
+static int q_push(struct mm_queue *q, const struct mm_msg *m)
 {
-	if (ft->ndq == ft->capdq) {
-		size_t cap = ft->capdq ? ft->capdq * 2 : 64;
-		struct deferred *n = realloc(ft->dq, cap * sizeof(*n));
+	if (q->count == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 256, i;
+		struct mm_msg *v = malloc(cap * sizeof(*v));
 
-		if (!n) {
-			/* Out of memory: spin instead of parking (the fault retries). */
-			uffd_wake(uffd, addr, USVM_PAGE_SIZE);
-			return;
-		}
-		ft->dq = n;
-		ft->capdq = cap;
+		if (!v)
+			return -ENOMEM;
+		for (i = 0; i < q->count; i++)
+			v[i] = q->v[(q->head + i) % q->cap];
+		free(q->v);
+		q->v = v;
+		q->cap = cap;
+		q->head = 0;
 	}
-	ft->dq[ft->ndq++] = (struct deferred){ addr, uffd, when };
+	q->v[(q->head + q->count) % q->cap] = *m;
+	q->count++;
+	return 0;
 }
 
-/* Map zero pages at a never-touched page and a few following ones. */
-static void first_touch(struct usvm_mm *mm, struct usvm_region *r, int uffd, uintptr_t page)
+static void q_pop(struct mm_queue *q, struct mm_msg *out)
 {
-	uintptr_t end = page + USVM_PAGE_SIZE, lim;
+	*out = q->v[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->count--;
+}
+
+static const struct mm_msg *q_front(const struct mm_queue *q)
+{
+	return q->count ? &q->v[q->head] : NULL;
+}
+
+static void poke(struct mm_dispatch *d)
+{
+	uint64_t one = 1;
+
+	if (write(d->wake_efd, &one, sizeof(one)) < 0) {
+		/* the counter is far from overflowing; the reader polls anyway */
+	}
+}
+
+/* ---- serving one fault ----------------------------------------------------------- */
+
+enum fault_class { FAULT_FIRST_TOUCH, FAULT_DEVMEM, FAULT_RACED };
+
+/* Count a fault once (bit 0 of m->counted), and its timeslice wait once (bit 1). */
+static void classify(struct usvm_mm *mm, struct mm_msg *m, enum fault_class c, int waited)
+{
+	if (!(m->counted & 1)) {
+		m->counted |= 1;
+		STAT_ADD(mm->st.cpu_faults, 1);
+		if (c == FAULT_FIRST_TOUCH)
+			STAT_ADD(mm->st.cpu_faults_first_touch, 1);
+		else if (c == FAULT_DEVMEM)
+			STAT_ADD(mm->st.cpu_faults_devmem, 1);
+		else
+			STAT_ADD(mm->st.cpu_faults_raced, 1);
+	}
+	if (waited && !(m->counted & 2)) {
+		m->counted |= 2;
+		STAT_ADD(mm->st.timeslice_waits, 1);
+	}
+}
+
+/* Map zero pages at a never-touched page and a few following ones; block
+ * lock held.  Returns bytes mapped or -errno (-EEXIST: already there). */
+static long fill_zero(struct usvm_region *r, int uffd, uintptr_t page)
+{
+	uintptr_t end = page + USVM_PAGE_SIZE, lim, p;
+	int stateful = region_blk(r, page) & MM_BLK_STATE;
 	long ret;
 
 	lim = MIN_UL(r->end, ALIGN_DOWN_UL(page, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
 	lim = MIN_UL(lim, page + FIRST_TOUCH_PAGES * USVM_PAGE_SIZE);
-	while (end < lim) {
-		struct usvm_page *pg = region_page(r, end);
-
-		if (pg->dm || pg->flags)
-			break;
+	while (end < lim && !(stateful && (region_page(r, end)->dm || page_flags(region_page(r, end)))))
 		end += USVM_PAGE_SIZE;
-	}
-	ret = uffd_zeropage(uffd, page, end - page);
-	if (ret == -EEXIST || ret == -EAGAIN || ret < (long)USVM_PAGE_SIZE)
-		uffd_wake(uffd, page, USVM_PAGE_SIZE); /* raced: it is there already */
-	STAT_ADD(mm->st.cpu_faults_first_touch, 1);
+	ret = uffd_zeropage(uffd, page, end - page, 1);
+	if (ret <= 0)
+		return ret;
+	region_blk_set(r, page, MM_BLK_CPU);
+	/* The page is mapped again: a zap pending from a REMOVE is over. */
+	if (stateful)
+		for (p = page; p < page + (uintptr_t)ret; p += USVM_PAGE_SIZE)
+			region_page_set_flags(r, p, 0, MM_PAGE_REMOVED);
+	return ret;
 }
 
-/* Serve one fault; returns 0 or a deadline (ns) to retry at. */
-static uint64_t handle_fault(struct usvm_mm *mm, int uffd, uintptr_t addr)
+/* Serve a fault on a managed page; regions and block lock held.
+ * Returns 0 or when to retry. */
+static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_msg *m,
+			   uintptr_t page)
 {
-	uintptr_t page = ALIGN_DOWN_UL(addr, USVM_PAGE_SIZE);
-	struct usvm_region *r;
-	struct usvm_page *pg;
-	pthread_mutex_t *bl;
-	uint64_t retry = 0;
+	struct usvm_page *pg = region_page(r, page);
+	struct mm_devmem *dm = (region_blk(r, page) & MM_BLK_STATE) ? pg->dm : NULL;
+	uint64_t retry_at = 0;
+	long ret;
 
-	pthread_rwlock_rdlock(&mm->regions_lock);
-	pg = mm_page(mm, page, &r);
-	if (!pg || r->uffd != uffd) {
-		/* Not (or no longer) ours: let the kernel retry the access. */
-		pthread_rwlock_unlock(&mm->regions_lock);
-		uffd_wake(uffd, page, USVM_PAGE_SIZE);
+	if (!dm) {
+		ret = fill_zero(r, m->uffd, page);
+		if (ret == -EAGAIN)
+			return usvm_now_ns() + RETRY_EAGAIN_NS;
+		classify(mm, m, ret > 0 ? FAULT_FIRST_TOUCH : FAULT_RACED, 0);
+		if (ret <= 0)
+			uffd_wake(m->uffd, page, USVM_PAGE_SIZE); /* mapped already */
 		return 0;
 	}
-	bl = mm_block_lock(mm, page);
-	pthread_mutex_lock(bl);
-	if (pg->flags & USVM_PAGE_PENDING) {
-		retry = usvm_now_ns() + 200000; /* state being rebuilt: come back */
-	} else if (!pg->dm) {
-		first_touch(mm, r, uffd, page);
-	} else {
-		struct usvm_devmem *dm = pg->dm;
-		uint64_t now = usvm_now_ns();
-
-		STAT_ADD(mm->st.cpu_faults_devmem, 1);
-		if (now < dm->timeslice_expire_ns) {
-			retry = dm->timeslice_expire_ns;
-			STAT_ADD(mm->st.timeslice_waits, 1);
-		} else if (migrate_devmem_to_ram(dm, USVM_MIGRATE_CPU_FAULT) < 0) {
-			retry = now + 1000000; /* try again in 1 ms; data still safe */
-		}
+	ret = dm->ops->migrate_to_ram(dm, MM_MIGRATE_CPU_FAULT, &retry_at);
+	classify(mm, m, FAULT_DEVMEM, ret == -EINPROGRESS);
+	if (ret >= 0) {
+		region_blk_set(r, page, MM_BLK_CPU);
+		return 0; /* the migration woke the waiters */
 	}
-	pthread_mutex_unlock(bl);
-	pthread_rwlock_unlock(&mm->regions_lock);
+	if (ret == -EINPROGRESS)
+		return retry_at; /* inside the allocation's timeslice */
+	return usvm_now_ns() + (ret == -EAGAIN ? RETRY_EAGAIN_NS : RETRY_ERROR_NS);
+}
+
+static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m)
+{
+	uintptr_t page = ALIGN_DOWN_UL((uintptr_t)m->a, USVM_PAGE_SIZE);
+	struct usvm_region *r;
+	uint64_t retry = 0;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	r = mm_region_find(mm, page);
+	if (!r || r->uffd != m->uffd) {
+		/* Registered with us but no longer tracked (being unregistered
+		 * or freed): plain anonymous memory, as the kernel would fill it. */
+		usvm_rwlock_unlock(&mm->regions_lock);
+		classify(mm, m, FAULT_RACED, 0);
+		if (uffd_zeropage(m->uffd, page, USVM_PAGE_SIZE, 1) == -EAGAIN)
+			return usvm_now_ns() + RETRY_EAGAIN_NS;
+		uffd_wake(m->uffd, page, USVM_PAGE_SIZE);
+		return 0;
+	}
+	if (atomic_load(&r->pending)) {
+		/* An mremap target whose device pages are still being put back. */
+		usvm_rwlock_unlock(&mm->regions_lock);
+		return usvm_now_ns() + RETRY_PENDING_NS;
+	}
+	mm_block_lock_acquire(mm, page);
+	retry = serve_page(mm, r, m, page);
+	mm_block_lock_release(mm, page);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return retry;
 }
 
-/* A registered range the program has unmapped completely. */
-static int region_gone(struct usvm_region *r)
+/* ---- the threads --------------------------------------------------------------- */
+
+static void *worker_main(void *arg)
 {
-	return r->kind == USVM_REGION_USER && atomic_load(&r->unmapped_pages) == r->npages;
+	struct usvm_mm *mm = arg;
+	struct mm_dispatch *d = &mm->d;
+	struct mm_msg m;
+
+	for (;;) {
+		uint64_t retry;
+
+		pthread_mutex_lock(&d->lock);
+		while (!d->work.count && !atomic_load(&d->stopping))
+			pthread_cond_wait(&d->work_cv, &d->lock);
+		if (!d->work.count) {
+			pthread_mutex_unlock(&d->lock);
+			return NULL;
+		}
+		q_pop(&d->work, &m);
+		pthread_mutex_unlock(&d->lock);
+		retry = serve_fault(mm, &m);
+		if (!retry)
+			continue;
+		m.when_ns = retry;
+		pthread_mutex_lock(&d->lock);
+		if (q_push(&d->deferred, &m))
+			uffd_wake(m.uffd, (uintptr_t)m.a, USVM_PAGE_SIZE); /* it faults again */
+		pthread_mutex_unlock(&d->lock);
+		poke(d);
+	}
 }
 
-void mm_handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-			  enum usvm_inval_event ev)
+static void *applier_main(void *arg)
 {
-	int any_gone = 0;
+	struct usvm_mm *mm = arg;
+	struct mm_dispatch *d = &mm->d;
+	struct mm_msg m;
+
+	for (;;) {
+		pthread_mutex_lock(&d->lock);
+		while (!d->events.count && !atomic_load(&d->stopping))
+			pthread_cond_wait(&d->event_cv, &d->lock);
+		if (!d->events.count) {
+			pthread_mutex_unlock(&d->lock);
+			return NULL;
+		}
+		q_pop(&d->events, &m);
+		pthread_mutex_unlock(&d->lock);
+		mm_apply_event(mm, &m);
+		pthread_mutex_lock(&d->lock);
+		atomic_fetch_add(&d->ev_applied, 1);
+		pthread_cond_broadcast(&d->applied_cv);
+		pthread_mutex_unlock(&d->lock);
+		poke(d);
+	}
+}
+
+/* Queue what one read() returned; d->lock held. */
+static void queue_msgs(struct mm_dispatch *d, int uffd, const struct uffd_msg *buf, size_t n)
+{
 	size_t i;
 
-	pthread_rwlock_rdlock(&mm->regions_lock);
-	for (i = 0; i < mm->nregions; i++) {
-		struct usvm_region *r = mm->regions[i];
+	for (i = 0; i < n; i++) {
+		const struct uffd_msg *u = &buf[i];
+		struct mm_msg m = { .uffd = uffd, .event = u->event };
 
-		if (r->end <= start || r->start >= end)
-			continue;
-		mm_drop_range(mm, r, start, end, ev,
-			      ev == USVM_INVAL_UNMAP ? USVM_PAGE_UNMAPPED : 0);
-		if (region_gone(r))
-			any_gone = 1;
-	}
-	pthread_rwlock_unlock(&mm->regions_lock);
-	if (!any_gone)
-		return;
-	/* Registered ranges unmapped completely (e.g. free() of a big malloc,
-	 * possibly in several munmap calls) are forgotten. */
-	pthread_rwlock_wrlock(&mm->regions_lock);
-	for (i = 0; i < mm->nregions;) {
-		struct usvm_region *r = mm->regions[i];
-
-		if (region_gone(r)) {
-			mm_region_remove_locked(mm, r);
-			mm_region_free(r);
-			STAT_SUB(mm->st.registered_ranges, 1);
+		if (u->event == UFFD_EVENT_PAGEFAULT) {
+			m.a = u->arg.pagefault.address;
+			m.pf_flags = (uint32_t)u->arg.pagefault.flags;
+			m.ev_seq = atomic_load(&d->ev_read);
+			/* Behind an unapplied event: wait for it (reader only). */
+			if (m.ev_seq > atomic_load(&d->ev_applied) ? q_push(&d->gated, &m)
+								  : q_push(&d->work, &m))
+				uffd_wake(uffd, m.a, USVM_PAGE_SIZE); /* no memory: refault */
 			continue;
 		}
-		i++;
-	}
-	pthread_rwlock_unlock(&mm->regions_lock);
-}
-
-
-static void handle_msg(struct fault_thread *ft, int uffd, const struct uffd_msg *msg)
-{
-	struct usvm_mm *mm = ft->mm;
-	uint64_t when;
-
-	switch (msg->event) {
-	case UFFD_EVENT_PAGEFAULT:
-		STAT_ADD(mm->st.cpu_faults, 1);
-		when = handle_fault(mm, uffd, (uintptr_t)msg->arg.pagefault.address);
-		if (when)
-			defer(ft, uffd, (uintptr_t)msg->arg.pagefault.address, when);
-		break;
-	case UFFD_EVENT_REMOVE:
-		STAT_ADD(mm->st.events_remove, 1);
-		mm_handle_remove(mm, (uintptr_t)msg->arg.remove.start,
-			      (uintptr_t)msg->arg.remove.end, USVM_INVAL_REMOVE);
-		break;
-	case UFFD_EVENT_UNMAP:
-		STAT_ADD(mm->st.events_unmap, 1);
-		mm_handle_remove(mm, (uintptr_t)msg->arg.remove.start,
-			      (uintptr_t)msg->arg.remove.end, USVM_INVAL_UNMAP);
-		break;
-	case UFFD_EVENT_REMAP:
-		STAT_ADD(mm->st.events_remap, 1);
-		mm_handle_remap(mm, (uintptr_t)msg->arg.remap.from,
-				(uintptr_t)msg->arg.remap.to, (size_t)msg->arg.remap.len);
-		break;
-	default:
-		break;
-	}
-}
-
-static void run_deferred(struct fault_thread *ft)
-{
-	uint64_t now = usvm_now_ns();
-	size_t i = 0;
-
-	while (i < ft->ndq) {
-		struct deferred d = ft->dq[i];
-		uint64_t when;
-
-		if (d.when_ns > now) {
-			i++;
-			continue;
+		if (u->event == UFFD_EVENT_REMAP) {
+			m.a = u->arg.remap.from;
+			m.b = u->arg.remap.to;
+			m.c = u->arg.remap.len;
+		} else if (u->event == UFFD_EVENT_REMOVE || u->event == UFFD_EVENT_UNMAP) {
+			m.a = u->arg.remove.start;
+			m.b = u->arg.remove.end;
+		} else {
+			continue; /* FORK is never asked for */
 		}
-		ft->dq[i] = ft->dq[--ft->ndq];
-		when = handle_fault(ft->mm, d.uffd, d.addr);
-		if (when)
-			defer(ft, d.uffd, d.addr, when);
-		now = usvm_now_ns();
+		/* An event must not be lost: retry the allocation. */
+		while (q_push(&d->events, &m))
+			usleep(100);
+		atomic_fetch_add(&d->ev_read, 1);
 	}
+	pthread_cond_signal(&d->event_cv);
+	if (d->work.count)
+		pthread_cond_broadcast(&d->work_cv);
 }
 
-static int next_timeout_ms(struct fault_thread *ft)
+/* Read every message @uffd has.  The generation is odd while inside read():
+ * the kernel releases an event's caller during the read, before we count it. */
+static void read_all(struct mm_dispatch *d, int uffd)
 {
-	uint64_t now = usvm_now_ns(), first = UINT64_MAX;
-	size_t i;
+	struct uffd_msg buf[64];
+	ssize_t n;
 
-	if (!ft->ndq)
+	do {
+		atomic_fetch_add(&d->read_gen, 1);
+		n = read(uffd, buf, sizeof(buf));
+		if (n > 0) {
+			pthread_mutex_lock(&d->lock);
+			queue_msgs(d, uffd, buf, (size_t)n / sizeof(buf[0]));
+			pthread_mutex_unlock(&d->lock);
+		}
+		atomic_fetch_add(&d->read_gen, 1);
+	} while (n == (ssize_t)sizeof(buf));
+}
+
+/* Hand out gated faults whose events are applied and deferred faults that
+ * are due; returns the poll timeout for the next deferred one. */
+static int release_ready(struct mm_dispatch *d)
+{
+	uint64_t applied = atomic_load(&d->ev_applied), now = usvm_now_ns();
+	uint64_t first = UINT64_MAX;
+	size_t i, n;
+	struct mm_msg m;
+
+	pthread_mutex_lock(&d->lock);
+	while (q_front(&d->gated) && q_front(&d->gated)->ev_seq <= applied) {
+		q_pop(&d->gated, &m);
+		if (q_push(&d->work, &m))
+			uffd_wake(m.uffd, m.a, USVM_PAGE_SIZE);
+	}
+	for (i = 0, n = d->deferred.count; i < n; i++) {
+		q_pop(&d->deferred, &m);
+		if (m.when_ns <= now ? q_push(&d->work, &m) : q_push(&d->deferred, &m))
+			uffd_wake(m.uffd, m.a, USVM_PAGE_SIZE);
+		else if (m.when_ns > now)
+			first = MIN_UL(first, m.when_ns);
+	}
+	if (d->work.count)
+		pthread_cond_broadcast(&d->work_cv);
+	pthread_mutex_unlock(&d->lock);
+	if (first == UINT64_MAX)
 		return -1;
-	for (i = 0; i < ft->ndq; i++)
-		first = MIN_UL(first, ft->dq[i].when_ns);
-	if (first <= now)
-		return 0;
 	return (int)MIN_UL((first - now + 999999) / 1000000, 1000);
 }
 
-/*
- * Read and handle messages one at a time.  Events (munmap, madvise, mremap)
- * must be handled in the order the kernel queued them (an mremap sends
- * REMAP and then UNMAP for the old range): the event lock is taken before
- * the read lock is dropped, so a later event cannot overtake an earlier one.
- * Page faults are handled in parallel.
- */
-/* mm_eagain_hook: read one message of each userfaultfd into the queue. */
-static void read_ahead(void)
+static void *reader_main(void *arg)
 {
-	struct fault_thread *ft = cur_ft;
-	struct usvm_mm *mm = ft->mm;
-	int fds[2] = { mm->uffd_arena, mm->uffd_user }, i;
-
-	for (i = 0; i < 2 && ft->npend < PENDING_MAX; i++) {
-		struct uffd_msg *msg = &ft->pend[ft->npend];
-		ssize_t n;
-
-		/* Busy read lock: another thread is reading (and may wait for
-		 * our event lock): it releases the event's caller itself. */
-		if (pthread_mutex_trylock(&mm->read_lock))
-			return;
-		atomic_fetch_add(&mm->events_inflight, 1);
-		n = read(fds[i], msg, sizeof(*msg));
-		pthread_mutex_unlock(&mm->read_lock);
-		if (n != (ssize_t)sizeof(*msg) || msg->event == UFFD_EVENT_PAGEFAULT)
-			atomic_fetch_sub(&mm->events_inflight, 1);
-		if (n == (ssize_t)sizeof(*msg))
-			ft->pend_uffd[ft->npend++] = fds[i];
-	}
-}
-
-static void handle_one(struct fault_thread *ft, int uffd, const struct uffd_msg *msg,
-		       int is_event)
-{
-	struct usvm_mm *mm = ft->mm;
-
-	if (is_event) {
-		cur_ft = ft;
-		mm_eagain_hook = read_ahead;
-	}
-	handle_msg(ft, uffd, msg);
-	if (is_event) {
-		mm_eagain_hook = NULL;
-		pthread_mutex_unlock(&mm->event_lock);
-		atomic_fetch_sub(&mm->events_inflight, 1);
-	}
-}
-
-/* Handle what read_ahead() queued, in order.  Events among them are
- * counted in flight; the event lock is taken for each in turn. */
-static void run_pending(struct fault_thread *ft)
-{
-	while (ft->pend_head < ft->npend) {
-		unsigned int i = ft->pend_head++;
-		int is_event = ft->pend[i].event != UFFD_EVENT_PAGEFAULT;
-
-		if (is_event)
-			pthread_mutex_lock(&ft->mm->event_lock);
-		handle_one(ft, ft->pend_uffd[i], &ft->pend[i], is_event);
-	}
-	ft->npend = ft->pend_head = 0;
-}
-
-/*
- * Read and handle messages one at a time.  Events (munmap, madvise, mremap)
- * must be handled in the order the kernel queued them (an mremap sends
- * REMAP and then UNMAP for the old range): the event lock is taken before
- * the read lock is dropped, so a later event cannot overtake an earlier one.
- * Page faults are handled in parallel.
- */
-static void drain(struct fault_thread *ft, int uffd)
-{
-	struct usvm_mm *mm = ft->mm;
-
-	for (;;) {
-		struct uffd_msg msg;
-		ssize_t n;
-		int is_event;
-
-		/* Counted before read(): the munmap caller resumes as soon as
-		 * its event is read, and devices must not run ahead of us. */
-		atomic_fetch_add(&mm->events_inflight, 1);
-		pthread_mutex_lock(&mm->read_lock);
-		n = read(uffd, &msg, sizeof(msg));
-		is_event = n == (ssize_t)sizeof(msg) && msg.event != UFFD_EVENT_PAGEFAULT;
-		if (is_event)
-			pthread_mutex_lock(&mm->event_lock);
-		pthread_mutex_unlock(&mm->read_lock);
-		if (!is_event)
-			atomic_fetch_sub(&mm->events_inflight, 1);
-		if (n != (ssize_t)sizeof(msg))
-			return; /* EAGAIN: another thread took them */
-		handle_one(ft, uffd, &msg, is_event);
-		run_pending(ft);
-	}
-}
-
-static void *fault_thread_main(void *arg)
-{
-	struct fault_thread ft = { .mm = arg };
-	struct usvm_mm *mm = ft.mm;
-	unsigned int id = atomic_fetch_add(&mm->next_thread_id, 1);
+	struct usvm_mm *mm = arg;
+	struct mm_dispatch *d = &mm->d;
 	struct pollfd pfd[3] = {
 		{ .fd = mm->uffd_arena, .events = POLLIN },
 		{ .fd = mm->uffd_user, .events = POLLIN },
-		{ .fd = mm->stop_efd, .events = POLLIN },
+		{ .fd = d->wake_efd, .events = POLLIN },
 	};
+	int timeout = -1;
 
-	while (!atomic_load(&mm->stopping)) {
-		int n;
+	while (!atomic_load(&d->stopping)) {
+		uint64_t v;
 
-		/* Idle: everything this thread read has been handled. */
-		atomic_fetch_add(&mm->thread_gen[id], 1);
-		atomic_store(&mm->thread_busy[id], 0);
-		n = poll(pfd, 3, next_timeout_ms(&ft));
-		atomic_store(&mm->thread_busy[id], 1);
-		if (n < 0 && errno != EINTR)
+		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
 			break;
-		if (pfd[0].revents & POLLIN)
-			drain(&ft, mm->uffd_arena);
-		if (pfd[1].revents & POLLIN)
-			drain(&ft, mm->uffd_user);
-		run_deferred(&ft);
+		if (pfd[2].revents & POLLIN && read(d->wake_efd, &v, sizeof(v)) < 0) {
+			/* EAGAIN: someone else drained it */
+		}
+		read_all(d, mm->uffd_arena);
+		read_all(d, mm->uffd_user);
+		timeout = release_ready(d);
 	}
-	/* Faults still parked: let them retry against whatever state is left. */
-	while (ft.ndq) {
-		ft.ndq--;
-		uffd_wake(ft.dq[ft.ndq].uffd, ft.dq[ft.ndq].addr, USVM_PAGE_SIZE);
-	}
-	free(ft.dq);
 	return NULL;
 }
 
-void mm_events_quiesce(struct usvm_mm *mm)
+/* ---- start / stop ---------------------------------------------------------------- */
+
+void mm_events_sync_slow(struct usvm_mm *mm)
 {
-	uint64_t gen[USVM_MAX_FAULT_THREADS];
-	uint64_t deadline = usvm_now_ns() + 1000000000ull;
-	unsigned int i;
+	struct mm_dispatch *d = &mm->d;
+	uint64_t g, target;
 
-	for (i = 0; i < mm->nthreads; i++)
-		gen[i] = atomic_load(&mm->thread_gen[i]);
-	for (i = 0; i < mm->nthreads; i++) {
-		/* A busy thread may hold an event it read but has not handled. */
-		while (atomic_load(&mm->thread_busy[i]) &&
-		       atomic_load(&mm->thread_gen[i]) == gen[i] && usvm_now_ns() < deadline)
-			usleep(50);
-	}
-}
-
-int mm_fault_threads_start(struct usvm_mm *mm)
-{
-	unsigned int i;
-
-	for (i = 0; i < mm->nthreads; i++) {
-		if (pthread_create(&mm->threads[i], NULL, fault_thread_main, mm)) {
-			mm->nthreads = i;
-			mm_fault_threads_stop(mm);
-			return -EAGAIN;
+	usvm_assert_no_locks();
+	for (;;) {
+		g = atomic_load(&d->read_gen);
+		if (g & 1) {
+			sched_yield(); /* inside a non-blocking read(): short */
+			continue;
 		}
+		target = atomic_load(&d->ev_read);
+		if (atomic_load(&d->read_gen) == g)
+			break;
 	}
-	return 0;
+	if (atomic_load(&d->ev_applied) >= target)
+		return;
+	pthread_mutex_lock(&d->lock);
+	while (atomic_load(&d->ev_applied) < target && !atomic_load(&d->stopping))
+		pthread_cond_wait(&d->applied_cv, &d->lock);
+	pthread_mutex_unlock(&d->lock);
 }
 
-void mm_fault_threads_stop(struct usvm_mm *mm)
+int mm_dispatch_start(struct usvm_mm *mm, unsigned int nworkers)
 {
-	uint64_t one = 1;
+	struct mm_dispatch *d = &mm->d;
 	unsigned int i;
 
-	atomic_store(&mm->stopping, 1);
-	if (write(mm->stop_efd, &one, sizeof(one)) < 0) {
-		/* eventfd counter cannot overflow here; threads also poll stopping */
+	pthread_mutex_init(&d->lock, NULL);
+	pthread_cond_init(&d->work_cv, NULL);
+	pthread_cond_init(&d->event_cv, NULL);
+	pthread_cond_init(&d->applied_cv, NULL);
+	d->wake_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (d->wake_efd < 0)
+		return -errno;
+	if (pthread_create(&d->applier, NULL, applier_main, mm))
+		goto err_stop;
+	d->started_applier = 1;
+	for (i = 0; i < nworkers; i++) {
+		if (pthread_create(&d->workers[i], NULL, worker_main, mm))
+			goto err_stop;
+		d->nworkers = i + 1;
 	}
-	for (i = 0; i < mm->nthreads; i++)
-		pthread_join(mm->threads[i], NULL);
-	mm->nthreads = 0;
+	if (pthread_create(&d->reader, NULL, reader_main, mm))
+		goto err_stop;
+	d->started_reader = 1;
+	return 0;
+err_stop:
+	mm_dispatch_stop(mm);
+	return -EAGAIN;
+}
+
+/* Let every fault still queued retry against whatever state is left. */
+static void wake_queued(struct mm_queue *q)
+{
+	struct mm_msg m;
+
+	while (q->count) {
+		q_pop(q, &m);
+		if (m.event == UFFD_EVENT_PAGEFAULT)
+			uffd_wake(m.uffd, m.a, USVM_PAGE_SIZE);
+	}
+	free(q->v);
+	memset(q, 0, sizeof(*q));
+}
+
+void mm_dispatch_stop(struct usvm_mm *mm)
+{
+	struct mm_dispatch *d = &mm->d;
+	unsigned int i;
+
+	pthread_mutex_lock(&d->lock);
+	atomic_store(&d->stopping, 1);
+	pthread_cond_broadcast(&d->work_cv);
+	pthread_cond_broadcast(&d->event_cv);
+	pthread_cond_broadcast(&d->applied_cv);
+	pthread_mutex_unlock(&d->lock);
+	if (d->wake_efd >= 0)
+		poke(d);
+	if (d->started_reader)
+		pthread_join(d->reader, NULL);
+	if (d->started_applier)
+		pthread_join(d->applier, NULL);
+	for (i = 0; i < d->nworkers; i++)
+		pthread_join(d->workers[i], NULL);
+	d->started_reader = d->started_applier = 0;
+	d->nworkers = 0;
+	wake_queued(&d->work);
+	wake_queued(&d->gated);
+	wake_queued(&d->deferred);
+	wake_queued(&d->events);
+	if (d->wake_efd >= 0)
+		close(d->wake_efd);
+	d->wake_efd = -1;
+	pthread_cond_destroy(&d->work_cv);
+	pthread_cond_destroy(&d->event_cv);
+	pthread_cond_destroy(&d->applied_cv);
+	pthread_mutex_destroy(&d->lock);
 }

@@ -1,24 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
- * The address space: creation and teardown, managed regions (arenas and
- * registered ranges), page residency queries, invalidation listeners and
- * statistics.  Allocation lives in arena.c, CPU faults in fault.c.
+ * The address space: creation and teardown, managed regions (arenas,
+ * dedicated allocations, registered ranges), sparse page states, range
+ * operations, invalidation listeners, residency queries and statistics.
+ * Allocation lives in arena.c, faults in fault.c, events in events.c.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <inttypes.h>
 #include <sys/mman.h>
-#include <sys/eventfd.h>
 #include "mm.h"
 #include "uffd.h"
-#include "migrate/migrate.h"
+#include "inject.h"
 
-/* Both userfaultfds see munmap/madvise/mremap done behind our back. */
-#define ARENA_FEATURES (UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE | \
-			UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP)
-#define USER_FEATURES ARENA_FEATURES
+/* Every userfaultfd of an mm sees munmap/madvise/mremap done behind our back. */
+#define MM_FEATURES (UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE | \
+		     UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP)
 
 /* ---- regions ---------------------------------------------------------- */
 
@@ -49,47 +49,64 @@ struct usvm_page *mm_page(struct usvm_mm *mm, uintptr_t addr, struct usvm_region
 	return r ? region_page(r, addr) : NULL;
 }
 
-/* First region that ends after @addr (for overlap checks); caller locks. */
-static int region_overlaps(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+/* Index of the first region ending after @addr; caller locks. */
+static size_t region_lower_bound(struct usvm_mm *mm, uintptr_t addr)
 {
-	size_t i;
+	size_t lo = 0, hi = mm->nregions;
 
-	for (i = 0; i < mm->nregions; i++)
-		if (mm->regions[i]->start < end && start < mm->regions[i]->end)
-			return 1;
-	return 0;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+
+		if (mm->regions[mid]->end <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
 }
 
-int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-		  enum usvm_region_kind kind, int uffd, uint32_t init_flags,
-		  struct usvm_region **out)
+static void *map_noreserve(size_t len)
 {
-	struct usvm_region *r;
-	size_t npages = (end - start) >> USVM_PAGE_SHIFT, i;
-	void *p;
+	void *p = mmap(NULL, len ? len : 1, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 
-	r = calloc(1, sizeof(*r));
+	return p == MAP_FAILED ? NULL : p;
+}
+
+struct usvm_region *mm_region_new(uintptr_t start, uintptr_t end,
+				      enum usvm_region_kind kind, int uffd)
+{
+	struct usvm_region *r = calloc(1, sizeof(*r));
+
 	if (!r)
-		return -ENOMEM;
-	/* Page states are touched lazily: reserve, do not commit. */
-	p = mmap(NULL, npages * sizeof(struct usvm_page), PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		free(r);
-		return -ENOMEM;
-	}
-	r->pages = p;
+		return NULL;
 	r->start = start;
 	r->end = end;
 	r->kind = kind;
 	r->uffd = uffd;
-	r->npages = npages;
-	if (init_flags)
-		for (i = 0; i < npages; i++)
-			r->pages[i].flags = init_flags;
-	pthread_rwlock_wrlock(&mm->regions_lock);
-	if (region_overlaps(mm, start, end)) {
-		pthread_rwlock_unlock(&mm->regions_lock);
+	r->npages = (end - start) >> USVM_PAGE_SHIFT;
+	r->nblk = ((end - 1) >> USVM_BLOCK_SHIFT) - (start >> USVM_BLOCK_SHIFT) + 1;
+	/* States are committed lazily, where they are written. */
+	r->pages = map_noreserve(r->npages * sizeof(struct usvm_page));
+	r->blk = map_noreserve(r->nblk);
+	if (!r->pages || !r->blk) {
+		mm_region_free(r);
+		return NULL;
+	}
+	/* Registered memory may hold the program's data everywhere. */
+	if (kind == USVM_REGION_USER)
+		memset(r->blk, MM_BLK_CPU, r->nblk);
+	return r;
+}
+
+int mm_region_insert(struct usvm_mm *mm, struct usvm_region *r)
+{
+	size_t i;
+
+	usvm_rwlock_wrlock(&mm->regions_lock);
+	i = region_lower_bound(mm, r->start);
+	if (i < mm->nregions && mm->regions[i]->start < r->end) {
+		usvm_rwlock_unlock(&mm->regions_lock);
 		mm_region_free(r);
 		return -EEXIST;
 	}
@@ -98,56 +115,95 @@ int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 		struct usvm_region **n = realloc(mm->regions, cap * sizeof(*n));
 
 		if (!n) {
-			pthread_rwlock_unlock(&mm->regions_lock);
+			usvm_rwlock_unlock(&mm->regions_lock);
 			mm_region_free(r);
 			return -ENOMEM;
 		}
 		mm->regions = n;
 		mm->cap_regions = cap;
 	}
-	for (i = mm->nregions; i > 0 && mm->regions[i - 1]->start > start; i--)
-		mm->regions[i] = mm->regions[i - 1];
+	memmove(&mm->regions[i + 1], &mm->regions[i], (mm->nregions - i) * sizeof(*mm->regions));
 	mm->regions[i] = r;
 	mm->nregions++;
-	pthread_rwlock_unlock(&mm->regions_lock);
-	if (out)
-		*out = r;
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return 0;
+}
+
+int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
+		  enum usvm_region_kind kind, int uffd, struct usvm_region **out)
+{
+	struct usvm_region *r = mm_region_new(start, end, kind, uffd);
+	int err;
+
+	if (!r)
+		return -ENOMEM;
+	err = mm_region_insert(mm, r);
+	if (!err && out)
+		*out = r;
+	return err;
 }
 
 void mm_region_remove_locked(struct usvm_mm *mm, struct usvm_region *r)
 {
-	size_t i;
+	size_t i = region_lower_bound(mm, r->start);
 
-	for (i = 0; i < mm->nregions; i++) {
-		if (mm->regions[i] == r) {
-			memmove(&mm->regions[i], &mm->regions[i + 1],
-				(mm->nregions - i - 1) * sizeof(*mm->regions));
-			mm->nregions--;
-			return;
-		}
+	if (i < mm->nregions && mm->regions[i] == r) {
+		memmove(&mm->regions[i], &mm->regions[i + 1],
+			(mm->nregions - i - 1) * sizeof(*mm->regions));
+		mm->nregions--;
 	}
 }
 
 void mm_region_free(struct usvm_region *r)
 {
-	munmap(r->pages, r->npages * sizeof(struct usvm_page));
+	if (r->pages)
+		munmap(r->pages, r->npages * sizeof(struct usvm_page));
+	if (r->blk)
+		munmap(r->blk, r->nblk);
 	free(r->bitmap);
 	free(r);
+}
+
+void region_page_set_flags(struct usvm_region *r, uintptr_t addr, uint32_t set, uint32_t clear)
+{
+	struct usvm_page *pg = region_page(r, addr);
+	uint32_t old = page_flags(pg), nw = (old | set) & ~clear;
+
+	if (old == nw)
+		return;
+	if ((nw & MM_PAGE_UNMAPPED) && !(old & MM_PAGE_UNMAPPED))
+		atomic_fetch_add(&r->unmapped_pages, 1);
+	else if (!(nw & MM_PAGE_UNMAPPED) && (old & MM_PAGE_UNMAPPED))
+		atomic_fetch_sub(&r->unmapped_pages, 1);
+	region_blk_set(r, addr, MM_BLK_STATE);
+	__atomic_store_n(&pg->flags, nw, __ATOMIC_RELAXED);
+}
+
+void region_page_set_dm(struct usvm_region *r, uintptr_t addr, struct mm_devmem *dm, uint32_t idx)
+{
+	struct usvm_page *pg = region_page(r, addr);
+
+	if (dm)
+		region_blk_set(r, addr, MM_BLK_STATE);
+	else if (!pg->dm)
+		return; /* nothing to write: keeps untouched states uncommitted */
+	pg->dm = dm;
+	pg->idx = idx;
 }
 
 /* ---- invalidation ----------------------------------------------------- */
 
 void mm_invalidate(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-		   enum usvm_inval_event ev, const void *owner)
+		   enum usvm_inval_event ev)
 {
 	struct list_head *it;
 
+	mm_assert_block_locked(mm, start);
 	pthread_rwlock_rdlock(&mm->notifier_lock);
 	for (it = mm->notifiers.next; it != &mm->notifiers; it = it->next) {
 		struct usvm_mm_notifier *n = container_of(it, struct usvm_mm_notifier, link);
 
-		n->invalidate(n, start, end, ev, owner);
+		n->invalidate(n, start, end, ev);
 	}
 	pthread_rwlock_unlock(&mm->notifier_lock);
 }
@@ -168,215 +224,266 @@ void usvm_mm_notifier_unregister(struct usvm_mm *mm, struct usvm_mm_notifier *n)
 
 /* ---- range operations -------------------------------------------------- */
 
+/* Drop the device copies in one block piece; block lock held. */
+void mm_drop_block(struct usvm_mm *mm, struct usvm_region *r, uintptr_t a, uintptr_t bend,
+		       uint32_t set_flags)
+{
+	unsigned int blk = region_blk(r, a);
+	uintptr_t p;
+
+	mm_assert_block_locked(mm, a);
+	/* A zap can be pending only where CPU pages may exist. */
+	if (!(blk & MM_BLK_CPU))
+		set_flags &= ~MM_PAGE_REMOVED;
+	if (!(blk & MM_BLK_STATE) && !set_flags)
+		return;
+	for (p = a; p < bend; p += USVM_PAGE_SIZE) {
+		struct usvm_page *pg = region_page(r, p);
+
+		if ((blk & MM_BLK_STATE) && pg->dm) {
+			struct mm_devmem *dm = pg->dm;
+			uint32_t idx = pg->idx;
+
+			STAT_ADD(mm->st.device_bytes_dropped, USVM_PAGE_SIZE);
+			region_page_set_dm(r, p, NULL, 0);
+			dm->ops->drop_page(dm, idx);
+		}
+		if (set_flags)
+			region_page_set_flags(r, p, set_flags, 0);
+	}
+}
+
 void mm_drop_range(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
 		   uintptr_t end, enum usvm_inval_event ev, uint32_t set_flags)
 {
-	uintptr_t a = MAX_UL(start, r->start);
+	uintptr_t a, bend;
 
-	end = MIN_UL(end, r->end);
-	while (a < end) {
-		uintptr_t bend = MIN_UL(end, ALIGN_DOWN_UL(a, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
-		pthread_mutex_t *bl = mm_block_lock(mm, a);
-		uintptr_t p;
-
-		pthread_mutex_lock(bl);
-		mm_invalidate(mm, a, bend, ev, NULL);
-		for (p = a; p < bend; p += USVM_PAGE_SIZE) {
-			struct usvm_page *pg = region_page(r, p);
-
-			if (pg->dm) {
-				STAT_ADD(mm->st.device_bytes_dropped, USVM_PAGE_SIZE);
-				pg->dm->dropped++; /* its pool page still holds data */
-				devmem_drop_page(pg->dm, pg->idx);
-				pg->dm = NULL;
-				pg->idx = 0;
-			}
-			if ((set_flags & USVM_PAGE_UNMAPPED) && !(pg->flags & USVM_PAGE_UNMAPPED))
-				atomic_fetch_add(&r->unmapped_pages, 1);
-			/* Atomic: range sizing peeks at flags without the block lock. */
-			__atomic_fetch_or(&pg->flags, set_flags, __ATOMIC_RELAXED);
-		}
-		pthread_mutex_unlock(bl);
-		a = bend;
+	for_each_block(a, bend, MAX_UL(start, r->start), MIN_UL(end, r->end)) {
+		mm_block_lock_acquire(mm, a);
+		mm_invalidate(mm, a, bend, ev);
+		mm_drop_block(mm, r, a, bend, set_flags);
+		mm_block_lock_release(mm, a);
 	}
+}
+
+/* Bring one block piece home; block lock held.  0 or the first error. */
+static long block_to_ram(struct usvm_region *r, uintptr_t a, uintptr_t bend)
+{
+	uintptr_t p;
+
+	for (p = a; p < bend; p += USVM_PAGE_SIZE) {
+		struct usvm_page *pg = region_page(r, p);
+
+		if (pg->dm) {
+			long err = pg->dm->ops->migrate_to_ram(pg->dm, MM_MIGRATE_RANGE, NULL);
+
+			if (err < 0)
+				return err;
+		}
+	}
+	return 0;
 }
 
 int mm_migrate_range_to_ram(struct usvm_mm *mm, struct usvm_region *r,
 			    uintptr_t start, uintptr_t end)
 {
-	uintptr_t a = MAX_UL(start, r->start);
-	int ret = 0;
+	uintptr_t a, bend;
+	long err = 0;
 
-	end = MIN_UL(end, r->end);
-	while (a < end) {
-		uintptr_t bend = MIN_UL(end, ALIGN_DOWN_UL(a, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
-		pthread_mutex_t *bl = mm_block_lock(mm, a);
-		uintptr_t p;
+	for_each_block(a, bend, MAX_UL(start, r->start), MIN_UL(end, r->end)) {
+		struct usvm_backoff bo = USVM_BACKOFF_INIT(10000);
 
-		pthread_mutex_lock(bl);
-		for (p = a; p < bend; p += USVM_PAGE_SIZE) {
-			struct usvm_page *pg = region_page(r, p);
-
-			if (pg->dm) {
-				long err = migrate_devmem_to_ram(pg->dm, USVM_MIGRATE_RANGE);
-
-				if (err < 0 && !ret)
-					ret = (int)err;
-			}
-		}
-		pthread_mutex_unlock(bl);
-		a = bend;
+		if (!(region_blk(r, a) & MM_BLK_STATE))
+			continue;
+		do {
+			mm_block_lock_acquire(mm, a);
+			err = block_to_ram(r, a, bend);
+			mm_block_lock_release(mm, a);
+			/* -EAGAIN: an event is queued (the reader reads it
+			 * soon); -EIO: a copy failed.  Both are retried,
+			 * without the block lock, for up to ten seconds. */
+		} while (err < 0 && usvm_backoff(&bo));
+		if (err < 0)
+			break;
 	}
-	return ret;
+	return (int)err;
+}
+
+/* ---- lifetime ---------------------------------------------------------------- */
+
+void mm_get(struct usvm_mm *mm)
+{
+	atomic_fetch_add(&mm->refs, 1);
+}
+
+static void mm_free(struct usvm_mm *mm)
+{
+	int i;
+
+	for (i = 0; i < USVM_BLOCK_LOCKS; i++)
+		pthread_mutex_destroy(&mm->block_locks[i]);
+	pthread_rwlock_destroy(&mm->fork_lock);
+	pthread_rwlock_destroy(&mm->regions_lock);
+	pthread_rwlock_destroy(&mm->notifier_lock);
+	pthread_mutex_destroy(&mm->alloc_lock);
+	pthread_mutex_destroy(&mm->trash_lock);
+	free(mm->regions);
+	free(mm);
+}
+
+void mm_put(struct usvm_mm *mm)
+{
+	if (atomic_fetch_sub(&mm->refs, 1) == 1)
+		mm_free(mm);
 }
 
 /* ---- create / destroy --------------------------------------------------- */
 
+static void mm_close_fds(struct usvm_mm *mm)
+{
+	int *fds[] = { &mm->uffd_arena, &mm->uffd_user, &mm->uffd_trash, &mm->maps_fd };
+	size_t i;
+
+	for (i = 0; i < ARRAY_SIZE(fds); i++) {
+		if (*fds[i] >= 0)
+			close(*fds[i]);
+		*fds[i] = -1;
+	}
+}
+
+static int mm_open_uffds(struct usvm_mm *mm)
+{
+	uint64_t got = 0;
+	int mode = usvm_uffd_mode_requested(), fd;
+
+	fd = uffd_open(MM_FEATURES, &got, &mode);
+	if (fd < 0)
+		return fd;
+	mm->uffd_arena = fd;
+	mm->uffd_mode = mode;
+	if ((got & MM_FEATURES) != MM_FEATURES)
+		return -ENOSYS; /* Linux 6.8+: UFFDIO_MOVE and the events */
+	fd = uffd_open(MM_FEATURES, NULL, &mode);
+	if (fd < 0)
+		return fd;
+	mm->uffd_user = fd;
+	/* The trash area: no events, so moves into it never see -EAGAIN. */
+	fd = uffd_open(UFFD_FEATURE_MOVE, NULL, &mode);
+	if (fd < 0)
+		return fd;
+	mm->uffd_trash = fd;
+	return 0;
+}
+
+static void mm_init_locks(struct usvm_mm *mm)
+{
+	int i;
+
+	pthread_rwlock_init(&mm->fork_lock, NULL);
+	pthread_rwlock_init(&mm->regions_lock, NULL);
+	pthread_rwlock_init(&mm->notifier_lock, NULL);
+	pthread_mutex_init(&mm->alloc_lock, NULL);
+	pthread_mutex_init(&mm->trash_lock, NULL);
+	for (i = 0; i < USVM_BLOCK_LOCKS; i++)
+		pthread_mutex_init(&mm->block_locks[i], NULL);
+	list_init(&mm->notifiers);
+	list_init(&mm->all_link);
+}
+
 int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out)
 {
 	struct usvm_mm *mm;
-	uint64_t got = 0;
-	int err, i;
+	unsigned int nworkers;
+	int err;
 
 	if (!out)
 		return -EINVAL;
 	mm = calloc(1, sizeof(*mm));
 	if (!mm)
 		return -ENOMEM;
-	mm->uffd_arena = mm->uffd_user = mm->stop_efd = -1;
+	atomic_init(&mm->refs, 1);
+	mm->fork_gen = atomic_load(&usvm_fork_gen);
+	mm->uffd_arena = mm->uffd_user = mm->uffd_trash = mm->maps_fd = -1;
+	mm->d.wake_efd = -1;
 	mm->arena_size = opts && opts->arena_size ? opts->arena_size
-						  : usvm_env_size("USVM_ARENA_SIZE", 1ul << 30);
-	mm->arena_size = ALIGN_UP_UL(mm->arena_size, USVM_BLOCK_SIZE);
-	mm->nthreads = opts && opts->fault_threads ? opts->fault_threads
-						   : (unsigned)usvm_env_ulong("USVM_FAULT_THREADS", 4);
-	if (mm->nthreads < 1)
-		mm->nthreads = 1;
-	if (mm->nthreads > USVM_MAX_FAULT_THREADS)
-		mm->nthreads = USVM_MAX_FAULT_THREADS;
-	pthread_rwlock_init(&mm->regions_lock, NULL);
-	pthread_rwlock_init(&mm->notifier_lock, NULL);
-	pthread_mutex_init(&mm->alloc_lock, NULL);
-	pthread_mutex_init(&mm->trash_lock, NULL);
-	pthread_mutex_init(&mm->read_lock, NULL);
-	pthread_mutex_init(&mm->event_lock, NULL);
-	for (i = 0; i < USVM_BLOCK_LOCKS; i++)
-		pthread_mutex_init(&mm->block_locks[i], NULL);
-	list_init(&mm->notifiers);
+						  : usvm_option_size(USVM_OPT_ARENA_SIZE);
+	mm->arena_size = ALIGN_UP_UL(MAX_UL(mm->arena_size, USVM_BLOCK_SIZE), USVM_BLOCK_SIZE);
+	nworkers = opts && opts->fault_threads ? opts->fault_threads
+					       : (unsigned)usvm_option_ulong(USVM_OPT_FAULT_THREADS);
+	nworkers = (unsigned)MIN_UL(MAX_UL(nworkers, 1u), USVM_MAX_FAULT_THREADS);
+	mm_init_locks(mm);
+	usvm_inject_configure_env();
 
-	err = uffd_open(ARENA_FEATURES, &got, &mm->user_mode_only);
-	if (err == -EINVAL) /* events unavailable: behind-our-back changes unseen */
-		err = uffd_open(UFFD_FEATURE_MOVE, &got, &mm->user_mode_only);
-	if (err < 0)
-		goto fail;
-	mm->uffd_arena = err;
-	if (!(got & UFFD_FEATURE_MOVE)) {
-		err = -ENOSYS;
-		goto fail;
-	}
-	err = uffd_open(USER_FEATURES, &mm->features_user, &mm->user_mode_only);
-	if (err == -EINVAL)
-		err = uffd_open(UFFD_FEATURE_MOVE, &mm->features_user, &mm->user_mode_only);
-	if (err < 0)
-		goto fail;
-	mm->uffd_user = err;
+	err = mm_open_uffds(mm);
+	if (err)
+		goto err_close;
 	err = mm_trash_init(mm);
 	if (err)
-		goto fail;
-	mm->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (mm->stop_efd < 0) {
-		err = -errno;
-		goto fail;
-	}
-	err = mm_fault_threads_start(mm);
+		goto err_close;
+	mm->maps_fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+	err = mm_dispatch_start(mm, nworkers);
 	if (err)
-		goto fail;
+		goto err_trash;
+	mm_fork_register(mm);
 	*out = mm;
 	return 0;
-fail:
-	if (mm->uffd_arena >= 0)
-		close(mm->uffd_arena);
-	if (mm->uffd_user >= 0)
-		close(mm->uffd_user);
-	if (mm->stop_efd >= 0)
-		close(mm->stop_efd);
-	free(mm);
+err_trash:
+	mm_trash_fini(mm);
+err_close:
+	mm_close_fds(mm);
+	mm_free(mm);
 	return err;
+}
+
+/* Forget a region whose pages are all home: devices first, then the kernel. */
+static void region_teardown(struct usvm_mm *mm, struct usvm_region *r)
+{
+	uintptr_t a, bend;
+
+	for_each_block(a, bend, r->start, r->end) {
+		mm_block_lock_acquire(mm, a);
+		mm_invalidate(mm, a, bend, USVM_INVAL_UNMAP);
+		mm_drop_block(mm, r, a, bend, 0); /* pages that would not come home */
+		mm_block_lock_release(mm, a);
+	}
+	uffd_unregister(r->uffd, r->start, r->end - r->start);
+	if (r->kind != USVM_REGION_USER)
+		munmap((void *)r->start, r->end - r->start);
+	mm_region_free(r);
 }
 
 void usvm_mm_destroy(struct usvm_mm *mm)
 {
 	size_t i;
 
-	if (!mm)
+	/* A parent's mm inherited by fork(): its threads and memory are the
+	 * parent's business. */
+	if (!mm || mm->fork_gen != atomic_load(&usvm_fork_gen) ||
+	    atomic_exchange(&mm->destroyed, 1))
 		return;
+	mm_fork_unregister(mm);
 	/* Every page comes home while the fault threads still serve faults. */
-	pthread_rwlock_rdlock(&mm->regions_lock);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	for (i = 0; i < mm->nregions; i++) {
 		struct usvm_region *r = mm->regions[i];
 
-		r->dying = 1;
+		atomic_store(&r->dying, 1);
 		mm_migrate_range_to_ram(mm, r, r->start, r->end);
 	}
-	pthread_rwlock_unlock(&mm->regions_lock);
-	mm_fault_threads_stop(mm);
-	pthread_rwlock_wrlock(&mm->regions_lock);
-	for (i = 0; i < mm->nregions; i++) {
-		struct usvm_region *r = mm->regions[i];
-
-		uffd_unregister(r->uffd, r->start, r->end - r->start);
-		if (r->kind == USVM_REGION_ARENA)
-			munmap((void *)r->start, r->end - r->start);
-		mm_region_free(r);
-	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+	mm_dispatch_stop(mm);
+	usvm_rwlock_wrlock(&mm->regions_lock);
+	for (i = 0; i < mm->nregions; i++)
+		region_teardown(mm, mm->regions[i]);
 	mm->nregions = 0;
-	pthread_rwlock_unlock(&mm->regions_lock);
-	free(mm->regions);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	mm_allocs_destroy(mm);
 	mm_trash_fini(mm);
-	close(mm->uffd_arena);
-	close(mm->uffd_user);
-	close(mm->stop_efd);
-	for (i = 0; i < USVM_BLOCK_LOCKS; i++)
-		pthread_mutex_destroy(&mm->block_locks[i]);
-	pthread_rwlock_destroy(&mm->regions_lock);
-	pthread_rwlock_destroy(&mm->notifier_lock);
-	pthread_mutex_destroy(&mm->alloc_lock);
-	free(mm);
+	mm_close_fds(mm);
+	mm_put(mm);
 }
 
 /* ---- registered ranges -------------------------------------------------- */
-
-/* Private, anonymous, writable memory covering all of [start, end)? */
-static int check_anon_private(uintptr_t start, uintptr_t end)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	uintptr_t covered = start;
-
-	if (!f)
-		return 0; /* cannot tell: let UFFDIO_REGISTER decide */
-	while (covered < end && fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi, off, inode;
-		char perms[8], dev[16], path[256] = "";
-		int n = sscanf(line, "%lx-%lx %7s %lx %15s %lu %255s", &lo, &hi, perms,
-			       &off, dev, &inode, path);
-
-		if (n < 6 || hi <= covered || lo > covered)
-			continue;
-		if (perms[0] != 'r' || perms[1] != 'w' || perms[3] != 'p' || inode != 0 ||
-		    (path[0] && path[0] != '[')) {
-			fclose(f);
-			return -EINVAL;
-		}
-		if (path[0] == '[' && strcmp(path, "[heap]") && strncmp(path, "[anon", 5)) {
-			fclose(f);
-			return -EINVAL; /* [stack], [vdso], ... */
-		}
-		covered = hi;
-	}
-	fclose(f);
-	return covered >= end ? 0 : -EFAULT;
-}
 
 int usvm_register(struct usvm_mm *mm, void *addr, size_t len)
 {
@@ -386,23 +493,21 @@ int usvm_register(struct usvm_mm *mm, void *addr, size_t len)
 
 	if (!mm || !addr || !len || (start | len) & (USVM_PAGE_SIZE - 1) || end < start)
 		return -EINVAL;
-	err = check_anon_private(start, end);
+	if (!mm_usable(mm))
+		return -ENODEV;
+	err = mm_check_anon_private(mm, start, end);
 	if (err)
 		return err;
-	err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, 0, &r);
-	if (err == -EEXIST) {
-		/* Maybe the old range was just unmapped and its event is still
-		 * being handled: let the fault threads catch up, then retry. */
-		mm_events_quiesce(mm);
-		err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, 0, &r);
-	}
+	/* An old range unmapped just before must be forgotten first. */
+	mm_events_settle(mm);
+	err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, &r);
 	if (err)
 		return err;
 	err = uffd_register(mm->uffd_user, start, len);
 	if (err) {
-		pthread_rwlock_wrlock(&mm->regions_lock);
+		usvm_rwlock_wrlock(&mm->regions_lock);
 		mm_region_remove_locked(mm, r);
-		pthread_rwlock_unlock(&mm->regions_lock);
+		usvm_rwlock_unlock(&mm->regions_lock);
 		mm_region_free(r);
 		return err == -ENOMEM ? -EFAULT : -EINVAL;
 	}
@@ -418,29 +523,29 @@ int usvm_unregister(struct usvm_mm *mm, void *addr, size_t len)
 
 	if (!mm || !addr)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&mm->regions_lock);
+	if (!mm_usable(mm))
+		return -ENODEV;
+	mm_events_settle(mm);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	r = mm_region_find(mm, start);
 	if (!r || r->kind != USVM_REGION_USER || r->start != start ||
-	    r->end - r->start != len || r->dying) {
-		pthread_rwlock_unlock(&mm->regions_lock);
+	    r->end - r->start != len || atomic_exchange(&r->dying, 1)) {
+		usvm_rwlock_unlock(&mm->regions_lock);
 		return -EINVAL;
 	}
-	r->dying = 1; /* no new populates ... */
-	err = mm_migrate_range_to_ram(mm, r, r->start, r->end); /* ... all home */
-	pthread_rwlock_unlock(&mm->regions_lock);
+	/* No new populates from here on; everything comes home. */
+	err = mm_migrate_range_to_ram(mm, r, r->start, r->end);
 	if (err) {
-		r->dying = 0;
+		atomic_store(&r->dying, 0);
+		usvm_rwlock_unlock(&mm->regions_lock);
 		return err;
 	}
-	pthread_rwlock_wrlock(&mm->regions_lock);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	usvm_rwlock_wrlock(&mm->regions_lock);
 	mm_region_remove_locked(mm, r);
-	pthread_rwlock_unlock(&mm->regions_lock);
-	/* Wakes any thread still waiting in a fault on the range. */
-	uffd_unregister(mm->uffd_user, start, len);
-	pthread_mutex_lock(mm_block_lock(mm, start));
-	mm_invalidate(mm, start, start + len, USVM_INVAL_UNMAP, NULL);
-	pthread_mutex_unlock(mm_block_lock(mm, start));
-	mm_region_free(r);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	/* Unregistering wakes any thread still waiting in a fault on it. */
+	region_teardown(mm, r);
 	STAT_SUB(mm->st.registered_ranges, 1);
 	return 0;
 }
@@ -449,53 +554,74 @@ int usvm_unregister(struct usvm_mm *mm, void *addr, size_t len)
 
 int usvm_where(struct usvm_mm *mm, const void *addr, struct usvm_pagemap **pagemap)
 {
-	struct usvm_page *pg;
+	uintptr_t a = (uintptr_t)addr;
+	struct usvm_region *r;
 	int ret = -EFAULT;
 
 	if (!mm || !pagemap)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&mm->regions_lock);
-	pg = mm_page(mm, (uintptr_t)addr, NULL);
-	if (pg) {
-		pthread_mutex_t *bl = mm_block_lock(mm, (uintptr_t)addr);
-
-		pthread_mutex_lock(bl);
-		*pagemap = pg->dm ? pg->dm->pagemap : NULL;
-		pthread_mutex_unlock(bl);
+	if (!mm_usable(mm))
+		return -ENODEV;
+	mm_events_settle(mm);
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	r = mm_region_find(mm, a);
+	if (r) {
+		mm_block_lock_acquire(mm, a);
+		*pagemap = region_page(r, a)->dm ? region_page(r, a)->dm->pagemap : NULL;
+		mm_block_lock_release(mm, a);
 		ret = 0;
 	}
-	pthread_rwlock_unlock(&mm->regions_lock);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return ret;
+}
+
+/* Bytes of [a, bend) (one block of @r) held by @pagemap; block lock held. */
+static long block_resident(struct usvm_region *r, uintptr_t a, uintptr_t bend,
+			   struct usvm_pagemap *pagemap)
+{
+	long total = 0;
+
+	if (!(region_blk(r, a) & MM_BLK_STATE))
+		return pagemap ? 0 : (long)(bend - a);
+	for (; a < bend; a += USVM_PAGE_SIZE) {
+		struct mm_devmem *dm = region_page(r, a)->dm;
+
+		if ((dm ? dm->pagemap : NULL) == pagemap)
+			total += (long)USVM_PAGE_SIZE;
+	}
+	return total;
 }
 
 long usvm_resident_bytes(struct usvm_mm *mm, const void *addr, size_t len,
 			 struct usvm_pagemap *pagemap)
 {
 	uintptr_t a = ALIGN_DOWN_UL((uintptr_t)addr, USVM_PAGE_SIZE);
-	uintptr_t end = (uintptr_t)addr + len;
+	uintptr_t end = ALIGN_UP_UL((uintptr_t)addr + len, USVM_PAGE_SIZE);
 	long total = 0;
 
-	if (!mm)
+	if (!mm || end < a)
 		return -EINVAL;
-	pthread_rwlock_rdlock(&mm->regions_lock);
-	while (a < end && total >= 0) {
-		uintptr_t bend = MIN_UL(end, ALIGN_DOWN_UL(a, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
-		pthread_mutex_t *bl = mm_block_lock(mm, a);
+	if (!mm_usable(mm))
+		return -ENODEV;
+	mm_events_settle(mm);
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	while (a < end) {
+		struct usvm_region *r = mm_region_find(mm, a);
+		uintptr_t rend, p, bend;
 
-		pthread_mutex_lock(bl);
-		for (; a < bend; a += USVM_PAGE_SIZE) {
-			struct usvm_page *pg = mm_page(mm, a, NULL);
-
-			if (!pg) {
-				total = -EFAULT;
-				break;
-			}
-			if ((pg->dm ? pg->dm->pagemap : NULL) == pagemap)
-				total += (long)USVM_PAGE_SIZE;
+		if (!r) {
+			total = -EFAULT;
+			break;
 		}
-		pthread_mutex_unlock(bl);
+		rend = MIN_UL(end, r->end);
+		for_each_block(p, bend, a, rend) {
+			mm_block_lock_acquire(mm, p);
+			total += block_resident(r, p, bend, pagemap);
+			mm_block_lock_release(mm, p);
+		}
+		a = rend;
 	}
-	pthread_rwlock_unlock(&mm->regions_lock);
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return total;
 }
 
@@ -505,12 +631,14 @@ int usvm_mm_stats(struct usvm_mm *mm, struct usvm_mm_stats *o)
 		return -EINVAL;
 	memset(o, 0, sizeof(*o));
 #define C(f) o->f = STAT_READ(mm->st.f)
-	C(cpu_faults); C(cpu_faults_devmem); C(cpu_faults_first_touch); C(timeslice_waits);
+	C(cpu_faults); C(cpu_faults_devmem); C(cpu_faults_first_touch); C(cpu_faults_raced);
+	C(timeslice_waits);
 	C(migrations_to_ram); C(bytes_to_ram); C(ns_to_ram);
 	C(migrations_to_dev); C(bytes_to_dev); C(ns_to_dev);
 	C(allocs); C(frees); C(live_allocs); C(live_bytes); C(registered_ranges);
 	C(events_remove); C(events_unmap); C(events_remap); C(device_bytes_dropped);
 #undef C
+	o->uffd_mode = mm->uffd_mode;
 	return 0;
 }
 
@@ -520,11 +648,14 @@ void usvm_mm_stats_print(struct usvm_mm *mm, FILE *f)
 
 	if (usvm_mm_stats(mm, &s))
 		return;
-	fprintf(f, "mm: %" PRIu64 " live allocations (%.1f MiB), %" PRIu64 " registered ranges\n",
-		s.live_allocs, s.live_bytes / 1048576.0, s.registered_ranges);
-	fprintf(f, "  cpu faults %" PRIu64 " (%" PRIu64 " on device pages, %" PRIu64
-		" first touch, %" PRIu64 " waited out a timeslice)\n",
-		s.cpu_faults, s.cpu_faults_devmem, s.cpu_faults_first_touch, s.timeslice_waits);
+	fprintf(f, "mm: %" PRIu64 " live allocations (%.1f MiB), %" PRIu64
+		" registered ranges, userfaultfd %s\n",
+		s.live_allocs, s.live_bytes / 1048576.0, s.registered_ranges,
+		usvm_uffd_mode_name(s.uffd_mode));
+	fprintf(f, "  cpu faults %" PRIu64 " = %" PRIu64 " first touch + %" PRIu64
+		" on device pages + %" PRIu64 " raced; %" PRIu64 " waited out a timeslice\n",
+		s.cpu_faults, s.cpu_faults_first_touch, s.cpu_faults_devmem, s.cpu_faults_raced,
+		s.timeslice_waits);
 	fprintf(f, "  to device  %" PRIu64 " migrations, %.1f MiB, %.2f GB/s\n",
 		s.migrations_to_dev, s.bytes_to_dev / 1048576.0,
 		s.ns_to_dev ? (double)s.bytes_to_dev / (double)s.ns_to_dev : 0.0);

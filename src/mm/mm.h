@@ -1,16 +1,51 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The address space (struct usvm_mm): regions of managed memory, the state
- * of every managed page, block locks, and the CPU fault handler.
+ * DOC: The address space (struct usvm_mm)
  *
- * Locking, outermost first:
- *   mm->regions_lock (rwlock; read for any page operation, write to add or
- *     remove a region)
- *   block lock (striped mutex per USVM_BLOCK_SIZE block: every page state
- *     change and every migration of a page in that block)
- *   pagemap->lock (LRU bookkeeping only)
- * Nothing sleeps on another block while holding a block lock, except
- * eviction, which takes a victim's block lock only when it holds none.
+ * An mm is managed memory: regions (arenas carved by usvm_alloc, dedicated
+ * regions of large allocations, ranges the program registered), the state of
+ * every managed page (system memory, or a page of a device allocation), the
+ * userfaultfds those regions are registered with, and the threads that
+ * serve their messages.
+ *
+ * The mm knows device memory only through struct mm_devmem and its ops (the
+ * kernel's dev_pagemap_ops): a page's owner is migrated back, dropped or moved
+ * by the layer that created it (src/migrate), never by mm itself.
+ *
+ * Page states are stored sparsely: one NORESERVE array per region (memory is
+ * committed only where a state was written) plus one byte per 2 MiB block
+ * saying whether any state or CPU page may exist there, so that walks over
+ * huge untouched regions skip them.
+ *
+ * DOC: Threads
+ *
+ * reader:   the only thread that read()s the userfaultfds.  It never waits
+ *           for a lock: a thread holding a block lock may be waiting for it,
+ *           because UFFDIO_MOVE/COPY/ZEROPAGE return -EAGAIN until the event
+ *           that makes the address space "changing" has been read.
+ * applier:  applies events (munmap, madvise, mremap) in the order they were
+ *           read, taking whatever locks it needs.
+ * workers:  serve page faults.  A fault is handed to a worker only after
+ *           every event read before it has been applied, so a CPU access
+ *           that follows a munmap/madvise/mremap in program order sees its
+ *           effect (the caller of those resumes as soon as its event is read).
+ *
+ * DOC: Locking, outermost first
+ *
+ *   mm->fork_lock (rwlock): read around every migration into device memory,
+ *     written while fork() brings every page home (see fork.c).
+ *   mm->alloc_lock: arena bitmaps and the allocation table; taken before
+ *     regions_lock (usvm_alloc creates arenas), never under a block lock.
+ *   mm->regions_lock (rwlock): read for any page operation, write to add or
+ *     remove a region.  glibc's default rwlock prefers readers, which several
+ *     paths rely on (a reader may re-take it while a writer waits).
+ *   block lock (striped mutex per USVM_BLOCK_SIZE block): every page state
+ *     change and every migration of a page in that block.
+ *   pagemap->lock, GPU SVM notifier locks: leaves.
+ *
+ * Rule: nobody waits for the reader or the applier while holding
+ * regions_lock or a block lock: -EAGAIN from a userfaultfd ioctl is handed
+ * up, the locks are dropped, and the operation retried.
  */
 #ifndef USVM_MM_H
 #define USVM_MM_H
@@ -20,57 +55,202 @@
 #include <stdatomic.h>
 #include "usvm.h"
 #include "util.h"
+#include "lockdep.h"
 
-struct usvm_devmem;
+/* ---- device memory as mm sees it ------------------------------------------ */
+
+struct mm_devmem;
+
+enum mm_migrate_cause {
+	MM_MIGRATE_CPU_FAULT,   /* a CPU touched a device-resident page */
+	MM_MIGRATE_EVICT,       /* device memory pressure, explicit eviction */
+	MM_MIGRATE_PEER,        /* another pagemap takes the pages */
+	MM_MIGRATE_RANGE,       /* range evict, unregister, teardown, fork */
+};
+
+struct mm_devmem_ops {
+	/*
+	 * Bring every live page of @dm back to system memory; the block lock
+	 * of its block is held.  For MM_MIGRATE_CPU_FAULT the allocation's
+	 * timeslice is honoured: inside it nothing moves, the return is
+	 * -EINPROGRESS and *@retry_at_ns says when to come back.
+	 * Return: bytes moved, -EAGAIN (the address space is changing: drop
+	 * the locks and retry), -EINPROGRESS, or -errno (nothing lost).
+	 */
+	long (*migrate_to_ram)(struct mm_devmem *dm, enum mm_migrate_cause why,
+			       uint64_t *retry_at_ns);
+	/* The contents of page @idx are gone (free, MADV_DONTNEED, munmap). */
+	void (*drop_page)(struct mm_devmem *dm, uint32_t idx);
+	/*
+	 * Put page @idx's data at @dst, a missing managed page (mremap moved
+	 * the address), and forget the page.  Return 0, -EAGAIN or -errno.
+	 */
+	int (*move_page)(struct mm_devmem *dm, uint32_t idx, uintptr_t dst);
+};
+
+/* Embedded at the start of a device allocation (struct usvm_devmem). */
+struct mm_devmem {
+	const struct mm_devmem_ops *ops;
+	struct usvm_pagemap *pagemap;  /* whose memory (compared, never followed, by mm) */
+};
+
+/* ---- pages and regions ------------------------------------------------------ */
 
 /* State of one managed page. */
 struct usvm_page {
-	struct usvm_devmem *dm;   /* device allocation holding it, NULL: system */
-	uint32_t idx;             /* index in dm->pfn / dm->va */
-	uint32_t flags;
+	struct mm_devmem *dm;     /* device allocation holding it, NULL: system */
+	uint32_t idx;             /* page index inside @dm */
+	uint32_t flags;           /* MM_PAGE_*, atomic: peeked without the block lock */
 };
-#define USVM_PAGE_UNMAPPED 0x1u   /* the program unmapped it behind our back */
-#define USVM_PAGE_PENDING 0x2u    /* state being rebuilt (mremap): faults wait */
+#define MM_PAGE_UNMAPPED 0x1u /* the program unmapped it behind our back */
+#define MM_PAGE_FREEING 0x2u  /* usvm_free in progress: populate leaves it */
+/*
+ * MADV_DONTNEED/FREE seen: its UFFD_EVENT_REMOVE comes *before* the kernel
+ * zaps the CPU page, so a CPU page still present may be about to vanish.
+ * Populate must not carry it into device memory (the zap would then miss
+ * it and the old bytes would come back); it waits until the page is gone.
+ */
+#define MM_PAGE_REMOVED 0x4u
 
-enum usvm_region_kind { USVM_REGION_ARENA, USVM_REGION_USER };
+enum usvm_region_kind {
+	USVM_REGION_ARENA,  /* many small usvm_alloc allocations */
+	USVM_REGION_ALLOC,  /* one large usvm_alloc allocation */
+	USVM_REGION_USER,   /* usvm_register'ed (or mremap'ed) program memory */
+};
+
+/* Per block of a region (region->blk). */
+#define MM_BLK_STATE 0x1u /* some page state here is not the default */
+#define MM_BLK_CPU 0x2u   /* CPU pages may be present here */
 
 struct usvm_region {
 	uintptr_t start, end;
 	enum usvm_region_kind kind;
 	int uffd;                   /* the userfaultfd it is registered with */
-	atomic_int dying;           /* being unregistered: no new populates */
-	_Atomic size_t unmapped_pages; /* pages flagged USVM_PAGE_UNMAPPED */
+	atomic_int dying;           /* being removed: no new populates */
+	atomic_int pending;         /* mremap target being filled: faults wait */
+	atomic_int gone;            /* the program unmapped all of it */
+	_Atomic size_t unmapped_pages; /* pages flagged MM_PAGE_UNMAPPED */
+	size_t npages;
 	struct usvm_page *pages;    /* one per page, NORESERVE mapping */
+	uint8_t *blk;               /* MM_BLK_* per block, NORESERVE mapping */
+	size_t nblk;
 	/* Arena allocator (kind ARENA), under mm->alloc_lock. */
 	uint64_t *bitmap;
-	size_t npages;
 	size_t hint;
 };
 
-/* Invalidation listeners (GPU SVM instances). */
+static inline size_t region_blk_index(const struct usvm_region *r, uintptr_t addr)
+{
+	return (addr >> USVM_BLOCK_SHIFT) - (r->start >> USVM_BLOCK_SHIFT);
+}
+
+static inline struct usvm_page *region_page(struct usvm_region *r, uintptr_t addr)
+{
+	return &r->pages[(addr - r->start) >> USVM_PAGE_SHIFT];
+}
+
+static inline unsigned int region_blk(const struct usvm_region *r, uintptr_t addr)
+{
+	return __atomic_load_n(&r->blk[region_blk_index(r, addr)], __ATOMIC_ACQUIRE);
+}
+
+static inline void region_blk_set(struct usvm_region *r, uintptr_t addr, unsigned int bits)
+{
+	uint8_t *b = &r->blk[region_blk_index(r, addr)];
+
+	if ((__atomic_load_n(b, __ATOMIC_RELAXED) & bits) != bits)
+		__atomic_fetch_or(b, (uint8_t)bits, __ATOMIC_RELEASE);
+}
+
+static inline uint32_t page_flags(const struct usvm_page *pg)
+{
+	return __atomic_load_n(&pg->flags, __ATOMIC_RELAXED);
+}
+
+/* Set/clear flags of a page; block lock held.  Keeps unmapped_pages exact. */
+void region_page_set_flags(struct usvm_region *r, uintptr_t addr, uint32_t set, uint32_t clear);
+
+/* Record that @dm's page @idx now holds @addr (block lock held). */
+void region_page_set_dm(struct usvm_region *r, uintptr_t addr, struct mm_devmem *dm, uint32_t idx);
+
+/* Iterate [start, end) in pieces that never cross a USVM_BLOCK_SIZE block. */
+#define for_each_block(a, bend, start, end)                                          \
+	for ((a) = (start);                                                          \
+	     (a) < (end) &&                                                          \
+	     ((bend) = MIN_UL((end), ALIGN_DOWN_UL((a), USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE), 1); \
+	     (a) = (bend))
+
+/* ---- invalidation listeners (GPU SVM instances) ----------------------------- */
+
 enum usvm_inval_event {
 	USVM_INVAL_MIGRATE,   /* pages change residency */
 	USVM_INVAL_REMOVE,    /* contents dropped (free, MADV_DONTNEED) */
 	USVM_INVAL_UNMAP,     /* range gone (munmap, unregister, mremap source) */
 };
 struct usvm_mm_notifier {
-	/* Called with the block lock(s) of the range held. Must not block on
-	 * block locks. @owner is the device causing it, or NULL. */
+	/* Called with the block lock of the range held ([start, end) never
+	 * crosses a block).  Must not take block locks. */
 	void (*invalidate)(struct usvm_mm_notifier *n, uintptr_t start, uintptr_t end,
-			   enum usvm_inval_event ev, const void *owner);
+			   enum usvm_inval_event ev);
 	struct list_head link;
 };
 
-#define USVM_BLOCK_LOCKS 1024
+/* ---- the fault and event machinery (fault.c) -------------------------------- */
+
+/* A message read from a userfaultfd, with what the dispatcher knows of it. */
+struct mm_msg {
+	int uffd;
+	uint32_t pf_flags;          /* UFFD_PAGEFAULT_FLAG_* */
+	uint32_t event;             /* UFFD_EVENT_* */
+	uint64_t a, b, c;           /* address / start, end / from, to, len */
+	uint64_t ev_seq;            /* faults: events read before this one */
+	uint64_t when_ns;           /* deferred faults: retry time */
+	int counted;                /* faults: classified in the statistics */
+};
+
+struct mm_queue {
+	struct mm_msg *v;
+	size_t head, count, cap;
+};
+
 #define USVM_MAX_FAULT_THREADS 64
 
+struct mm_dispatch {
+	unsigned int nworkers;
+	pthread_t reader, applier;
+	pthread_t workers[USVM_MAX_FAULT_THREADS];
+	int started_reader, started_applier;
+	int wake_efd;               /* poked when the reader has work */
+	pthread_mutex_t lock;       /* the queues, except gated */
+	pthread_cond_t work_cv;     /* workers: a fault is ready */
+	pthread_cond_t event_cv;    /* applier: an event is queued */
+	pthread_cond_t applied_cv;  /* an event was applied (mm_events_sync) */
+	struct mm_queue work;       /* faults ready to serve */
+	struct mm_queue events;     /* events to apply, in read order */
+	struct mm_queue deferred;   /* faults to retry at when_ns */
+	struct mm_queue gated;      /* reader only: faults behind an event */
+	_Atomic uint64_t read_gen;  /* odd while the reader is inside read() */
+	_Atomic uint64_t ev_read, ev_applied;
+	atomic_int stopping;
+};
+
+/* ---- the mm ------------------------------------------------------------------ */
+
+#define USVM_BLOCK_LOCKS 1024
+
 struct usvm_mm {
-	int uffd_arena;             /* managed allocations: no event features */
-	int uffd_user;              /* registered ranges: UNMAP/REMOVE/REMAP events */
-	int stop_efd;
-	int user_mode_only;
-	uint64_t features_user;
+	atomic_int refs;            /* the owner + one per device */
+	uint64_t fork_gen;          /* usvm_fork_gen when created (see fork.c) */
+	struct list_head all_link;  /* every mm of the process (fork.c) */
+	int uffd_arena;             /* usvm_alloc'd memory */
+	int uffd_user;              /* registered ranges */
+	int uffd_trash;             /* discard area: no events, never -EAGAIN */
+	int uffd_mode;              /* enum usvm_uffd_mode */
+	int maps_fd;                /* /proc/self/maps for PROCMAP_QUERY, or -1 */
 	size_t arena_size;
+	atomic_int destroyed;
+
+	pthread_rwlock_t fork_lock;
 
 	pthread_rwlock_t regions_lock;
 	struct usvm_region **regions; /* sorted by start */
@@ -88,25 +268,14 @@ struct usvm_mm {
 	pthread_rwlock_t notifier_lock;
 	struct list_head notifiers;
 
-	unsigned int nthreads;
-	pthread_t threads[USVM_MAX_FAULT_THREADS];
-	/* Per thread: busy (may hold messages it read but has not handled) and
-	 * a generation bumped each time it goes idle; see mm_events_quiesce(). */
-	atomic_int thread_busy[USVM_MAX_FAULT_THREADS];
-	_Atomic uint64_t thread_gen[USVM_MAX_FAULT_THREADS];
-	atomic_uint next_thread_id;
-	/* Fault threads inside read() or handling an event: an event that a
-	 * munmap/madvise caller saw consumed may not be handled yet. */
-	atomic_int events_inflight;
-	pthread_mutex_t read_lock;    /* orders userfaultfd events, see fault.c */
-	pthread_mutex_t event_lock;
-	pthread_mutex_t trash_lock;   /* usvm_free discards pages through it */
+	pthread_mutex_t trash_lock;   /* discards move pages through it */
 	uintptr_t trash;
-	atomic_int stopping;
+
+	struct mm_dispatch d;
 
 	struct {
 		_Atomic uint64_t cpu_faults, cpu_faults_devmem, cpu_faults_first_touch;
-		_Atomic uint64_t timeslice_waits;
+		_Atomic uint64_t cpu_faults_raced, timeslice_waits;
 		_Atomic uint64_t migrations_to_ram, bytes_to_ram, ns_to_ram;
 		_Atomic uint64_t migrations_to_dev, bytes_to_dev, ns_to_dev;
 		_Atomic uint64_t allocs, frees, live_allocs, live_bytes;
@@ -123,73 +292,124 @@ static inline pthread_mutex_t *mm_block_lock(struct usvm_mm *mm, uintptr_t addr)
 	return &mm->block_locks[(b ^ (b >> 10)) % USVM_BLOCK_LOCKS];
 }
 
+/* Lock the block of @addr, with lock-owner tracking in debug builds. */
+static inline void mm_block_lock_acquire(struct usvm_mm *mm, uintptr_t addr)
+{
+	usvm_mutex_lock(mm_block_lock(mm, addr));
+}
+static inline void mm_block_lock_release(struct usvm_mm *mm, uintptr_t addr)
+{
+	usvm_mutex_unlock(mm_block_lock(mm, addr));
+}
+#define mm_assert_block_locked(mm, addr) usvm_assert_held(mm_block_lock((mm), (addr)))
+
 /* Region lookup; caller holds regions_lock. */
 struct usvm_region *mm_region_find(struct usvm_mm *mm, uintptr_t addr);
-static inline struct usvm_page *region_page(struct usvm_region *r, uintptr_t addr)
-{
-	return &r->pages[(addr - r->start) >> USVM_PAGE_SHIFT];
-}
 /* Look up the page state for @addr; caller holds regions_lock. */
 struct usvm_page *mm_page(struct usvm_mm *mm, uintptr_t addr, struct usvm_region **rp);
 
-/* Publish a new region whose pages all start with @init_flags. */
+/* A new region, not yet visible (NULL: out of memory). */
+struct usvm_region *mm_region_new(uintptr_t start, uintptr_t end,
+				  enum usvm_region_kind kind, int uffd);
+/* Publish @r.  Return 0, or -EEXIST (overlap: @r is freed). */
+int mm_region_insert(struct usvm_mm *mm, struct usvm_region *r);
+/* Both.  Return 0, -EEXIST (overlap), -ENOMEM. */
 int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-		  enum usvm_region_kind kind, int uffd, uint32_t init_flags,
-		  struct usvm_region **out);
-/* Wait until the fault threads have handled every event already read. */
-void mm_events_quiesce(struct usvm_mm *mm);
-/*
- * Cheap form for device accesses: wait while any fault thread is reading or
- * handling an event, so that a device access that follows a munmap() or
- * madvise() in program order never sees the state from before it.
- */
-static inline void mm_events_settle(struct usvm_mm *mm)
-{
-	while (atomic_load_explicit(&mm->events_inflight, memory_order_acquire))
-		sched_yield();
-}
+		  enum usvm_region_kind kind, int uffd, struct usvm_region **out);
 /* Caller holds regions_lock for writing. */
 void mm_region_remove_locked(struct usvm_mm *mm, struct usvm_region *r);
 void mm_region_free(struct usvm_region *r);
 
-/* Tell the listeners; caller holds the block lock(s) of [start, end). */
+/* Tell the listeners; caller holds the block lock of [start, end). */
 void mm_invalidate(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-		   enum usvm_inval_event ev, const void *owner);
+		   enum usvm_inval_event ev);
 void usvm_mm_notifier_register(struct usvm_mm *mm, struct usvm_mm_notifier *n);
 void usvm_mm_notifier_unregister(struct usvm_mm *mm, struct usvm_mm_notifier *n);
 
 /*
  * Drop the device copy of every page in [start, end) of region @r (contents
- * are gone: free, DONTNEED, munmap).  Takes the block locks.
+ * are gone: free, DONTNEED, munmap) and set @set_flags on its pages.
+ * Caller holds regions_lock; takes the block locks.
  */
 void mm_drop_range(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
 		   uintptr_t end, enum usvm_inval_event ev, uint32_t set_flags);
-/* Bring every device page in [start, end) of @r back to RAM. Takes block locks. */
+/* The same for one block piece [a, bend); its block lock held. */
+void mm_drop_block(struct usvm_mm *mm, struct usvm_region *r, uintptr_t a, uintptr_t bend,
+		   uint32_t set_flags);
+/*
+ * Bring every device page in [start, end) of @r back to RAM, retrying
+ * (without locks held) while the address space is changing.  Caller holds
+ * regions_lock for reading.  Return 0 or -errno (what could not move stays
+ * in device memory).
+ */
 int mm_migrate_range_to_ram(struct usvm_mm *mm, struct usvm_region *r,
 			    uintptr_t start, uintptr_t end);
 
-/*
- * Set on a fault thread while it handles an event: called when a
- * userfaultfd ioctl keeps failing with -EAGAIN, which means another event
- * is queued whose caller holds the address space "changing" until that
- * event is read.  The hook reads (and queues) it, so one thread never
- * waits for itself.
- */
-extern __thread void (*mm_eagain_hook)(void);
-
-/* Fault handling and userfaultfd events (fault.c, remap.c). */
-void mm_handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-		      enum usvm_inval_event ev);
-void mm_handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len);
-int mm_fault_threads_start(struct usvm_mm *mm);
-void mm_fault_threads_stop(struct usvm_mm *mm);
-
-/* Arena allocator (arena.c). */
-/* Is @addr part of a live allocation (always true outside arenas)?  A hint
- * without alloc_lock; frees drop device copies under the block lock anyway. */
+/* Is @addr part of a live allocation (always true outside arenas)? */
 int mm_page_allocated(struct usvm_region *r, uintptr_t addr);
+
+/* ---- events (events.c) ------------------------------------------------------ */
+
+/* Apply one event to the library's state (the applier thread). */
+void mm_apply_event(struct usvm_mm *mm, const struct mm_msg *m);
+
+/*
+ * Wait until every event read so far has been applied: afterwards the
+ * library's state reflects every munmap/madvise/mremap that has returned.
+ * Cheap when nothing is pending.  Never call it holding mm locks.
+ */
+void mm_events_sync_slow(struct usvm_mm *mm);
+static inline void mm_events_settle(struct usvm_mm *mm)
+{
+	struct mm_dispatch *d = &mm->d;
+	uint64_t g = atomic_load(&d->read_gen);
+
+	if (!(g & 1) && atomic_load(&d->ev_applied) == atomic_load(&d->ev_read) &&
+	    atomic_load(&d->read_gen) == g)
+		return;
+	mm_events_sync_slow(mm);
+}
+
+/* ---- faults (fault.c) --------------------------------------------------------- */
+
+int mm_dispatch_start(struct usvm_mm *mm, unsigned int nworkers);
+void mm_dispatch_stop(struct usvm_mm *mm);
+
+/* ---- arenas and discards (arena.c) -------------------------------------------- */
+
 void mm_allocs_destroy(struct usvm_mm *mm);
 int mm_trash_init(struct usvm_mm *mm);
 void mm_trash_fini(struct usvm_mm *mm);
+/*
+ * Give the CPU pages of [start, end) back to the kernel without raising a
+ * userfaultfd event (they are moved out to the trash area and discarded
+ * there).  Pages that cannot move (shared after fork) are left; their
+ * addresses are returned through @busy (first one, or 0).  Block locks of
+ * the range may be held: this never waits for the fault threads.
+ */
+void mm_discard_cpu_pages(struct usvm_mm *mm, uintptr_t start, uintptr_t end, uintptr_t *busy);
+
+/* ---- fork (fork.c) -------------------------------------------------------------- */
+
+/* Bumped in the child of every fork(): an mm whose fork_gen differs is
+ * the parent's, and unusable here. */
+extern _Atomic uint64_t usvm_fork_gen;
+void mm_fork_register(struct usvm_mm *mm);
+void mm_fork_unregister(struct usvm_mm *mm);
+static inline int mm_usable(const struct usvm_mm *mm)
+{
+	return mm && mm->fork_gen == atomic_load_explicit(&usvm_fork_gen, memory_order_relaxed) &&
+	       !atomic_load_explicit(&mm->destroyed, memory_order_relaxed);
+}
+
+/* ---- lifetime --------------------------------------------------------------------- */
+
+void mm_get(struct usvm_mm *mm);
+void mm_put(struct usvm_mm *mm);
+
+/* ---- capabilities (probe.c) ------------------------------------------------------- */
+
+/* Is [start, end) private anonymous read-write memory?  0, -EINVAL, -EFAULT. */
+int mm_check_anon_private(struct usvm_mm *mm, uintptr_t start, uintptr_t end);
 
 #endif

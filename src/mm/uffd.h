@@ -1,7 +1,11 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Thin wrappers over userfaultfd.  Debian's kernel headers predate
- * UFFDIO_MOVE (Linux 6.8), so its ABI is defined here when missing.
+ * UFFDIO_MOVE (Linux 6.8) and /dev/userfaultfd (6.1), so their ABI is
+ * defined here when missing.  Every ioctl wrapper returns bytes done (> 0)
+ * or a negative errno when nothing was done; -EAGAIN means "the address
+ * space is changing" (an event is queued and not read yet): retry later,
+ * without holding locks the fault threads need.
  */
 #ifndef USVM_UFFD_H
 #define USVM_UFFD_H
@@ -15,6 +19,9 @@
 #endif
 #ifndef UFFD_FEATURE_MOVE
 #define UFFD_FEATURE_MOVE (1 << 16)
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
 #endif
 #ifndef _UFFDIO_MOVE
 #define _UFFDIO_MOVE (0x05)
@@ -30,24 +37,24 @@ struct uffdio_move {
 #define UFFDIO_MOVE _IOWR(UFFDIO, _UFFDIO_MOVE, struct uffdio_move)
 #endif
 
+/* The mode asked for by USVM_UFFD_MODE (enum usvm_uffd_mode). */
+int usvm_uffd_mode_requested(void);
+
 /*
- * Open a userfaultfd asking for @features; falls back to
- * UFFD_USER_MODE_ONLY when the caller is not privileged.  Returns the fd or
- * a negative errno; *@got receives the features the kernel granted.
+ * Open a userfaultfd asking for @features.  *@mode is the mode to use
+ * (USVM_UFFD_AUTO tries full handling by the syscall, then
+ * /dev/userfaultfd, then UFFD_USER_MODE_ONLY) and receives the mode used.
+ * Returns the fd or a negative errno; *@got receives the features granted.
  */
-int uffd_open(uint64_t features, uint64_t *got, int *user_mode_only);
+int uffd_open(uint64_t features, uint64_t *got, int *mode);
 int uffd_register(int uffd, uintptr_t start, size_t len);
 int uffd_unregister(int uffd, uintptr_t start, size_t len);
-/*
- * Move pages [src, src+len) to the non-present [dst, dst+len), which must be
- * registered with @uffd.  Returns bytes moved (>= 0; may be short), or a
- * negative errno when nothing moved.  ENOENT means src hole at offset 0.
- */
-long uffd_move(int uffd, uintptr_t dst, uintptr_t src, size_t len, int wake);
-/* Map zero pages; returns bytes mapped or a negative errno (-EEXIST ...). */
-long uffd_zeropage(int uffd, uintptr_t dst, size_t len);
-/* Copy bytes into non-present pages; returns bytes copied or -errno. */
-long uffd_copy(int uffd, uintptr_t dst, uintptr_t src, size_t len);
+/* UFFDIO_MOVE [src, src+len) to [dst, dst+len) (@mode: UFFDIO_MOVE_MODE_*). */
+long uffd_move(int uffd, uintptr_t dst, uintptr_t src, size_t len, uint64_t mode);
+/* Map zero pages. */
+long uffd_zeropage(int uffd, uintptr_t dst, size_t len, int wake);
+/* Copy bytes into non-present pages. */
+long uffd_copy(int uffd, uintptr_t dst, uintptr_t src, size_t len, int wake);
 int uffd_wake(int uffd, uintptr_t start, size_t len);
 
 #endif

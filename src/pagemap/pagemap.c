@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 #include <inttypes.h>
 #include <unistd.h>
@@ -18,6 +19,7 @@ int usvm_pagemap_init(struct usvm_pagemap *pm, const char *name, size_t capacity
 	snprintf(pm->name, sizeof(pm->name), "%s", name && *name ? name : "device");
 	pm->capacity = capacity;
 	list_init(&pm->lru);
+	atomic_init(&pm->refs, 1);
 	atomic_init(&pm->unbound, 0);
 	atomic_init(&pm->destroyed, 0);
 	atomic_init(&pm->offlru, 0);
@@ -35,7 +37,9 @@ const char *usvm_pagemap_name(const struct usvm_pagemap *pm)
 	return pm ? pm->name : "system";
 }
 
-/* Check that all of [start, end) is managed and usable, before doing anything. */
+/* ---- populate ------------------------------------------------------------------ */
+
+/* Is all of [start, end) managed and usable?  regions_lock held. */
 static int range_is_managed(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 {
 	uintptr_t a = start;
@@ -43,48 +47,92 @@ static int range_is_managed(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 	while (a < end) {
 		struct usvm_region *r = mm_region_find(mm, a);
 
-		if (!r || r->dying)
+		if (!r || atomic_load(&r->dying) || atomic_load(&r->gone))
 			return -EFAULT;
 		a = r->end;
 	}
 	return 0;
 }
 
+/* End of the piece starting at @cur: its block, its region, the request. */
+static uintptr_t piece_end(struct usvm_mm *mm, uintptr_t cur, uintptr_t end)
+{
+	uintptr_t e = MIN_UL(end, ALIGN_DOWN_UL(cur, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
+	struct usvm_region *r;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	r = mm_region_find(mm, cur);
+	if (r)
+		e = MIN_UL(e, r->end);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	return e;
+}
+
+/*
+ * One block piece, with the retries the contract allows: -EAGAIN (the
+ * address space is changing, a page is briefly busy) is retried for a
+ * while; pages shared since fork are made exclusive (the kernel copies
+ * them if the child still shares them) and moved then.
+ */
+static int populate_piece(struct usvm_pagemap *pm, struct usvm_mm *mm, uintptr_t start,
+			  uintptr_t end, unsigned long timeslice_ms)
+{
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(1000);
+	int unshares = 0;
+
+	for (;;) {
+		struct migrate_piece_result res = { 0 };
+		struct usvm_region *r;
+		int err;
+
+		usvm_rwlock_rdlock(&mm->regions_lock);
+		r = mm_region_find(mm, start);
+		err = r && end <= r->end ?
+		      migrate_piece_to_devmem(pm, mm, r, start, end, timeslice_ms, &res) : -EFAULT;
+		usvm_rwlock_unlock(&mm->regions_lock);
+		STAT_ADD(pm->st.pages_from_peer, res.from_peer);
+		STAT_ADD(pm->st.pages_migrated_in, res.migrated);
+		if (err == -EBUSY && res.unshare_at && unshares++ < 3) {
+			/* No lock held: the faults this may raise are served. */
+			madvise((void *)res.unshare_at, end - res.unshare_at, MADV_POPULATE_WRITE);
+			continue;
+		}
+		if (err == -EAGAIN && usvm_backoff(&bo))
+			continue;
+		if (err >= 0 || err == -EBUSY)
+			STAT_ADD(pm->st.pages_already_present, res.present);
+		return err == -EAGAIN ? -EBUSY : err;
+	}
+}
+
 int usvm_pagemap_populate_default(struct usvm_pagemap *pm, uintptr_t start, uintptr_t end,
 				  struct usvm_mm *mm, unsigned long timeslice_ms)
 {
-	uintptr_t cur;
-	int ret = 0, nmoved = 0;
+	int ret, partial = 0, nmoved = 0;
+	uintptr_t cur, pe;
 
-	pthread_rwlock_rdlock(&mm->regions_lock);
+	/* A munmap/madvise that returned before this call has taken effect. */
+	mm_events_settle(mm);
+	pthread_rwlock_rdlock(&mm->fork_lock);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	ret = range_is_managed(mm, start, end);
-	for (cur = start; !ret && cur < end;) {
-		struct usvm_region *r = mm_region_find(mm, cur);
-		uintptr_t piece_end = MIN_UL(end, ALIGN_DOWN_UL(cur, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
-		struct migrate_piece_result res;
+	usvm_rwlock_unlock(&mm->regions_lock);
+	for (cur = start; !ret && cur < end; cur = pe) {
 		int err;
 
-		if (!r) {
-			ret = -EFAULT;
-			break;
-		}
-		piece_end = MIN_UL(piece_end, r->end);
-		err = migrate_piece_to_devmem(pm, mm, r, cur, piece_end, timeslice_ms, &res);
-		STAT_ADD(pm->st.pages_already_present, res.present);
-		STAT_ADD(pm->st.pages_from_peer, res.from_peer);
-		STAT_ADD(pm->st.pages_migrated_in, res.migrated);
+		pe = piece_end(mm, cur, end);
+		err = populate_piece(pm, mm, cur, pe, timeslice_ms);
 		if (err == 0)
 			nmoved++;
-		else if (err == -EBUSY)
-			ret = ret ? ret : -EBUSY; /* best effort: go on with the rest */
+		else if (err == -EBUSY || err == -EIO)
+			partial = partial ? partial : err; /* best effort: go on */
 		else if (err < 0)
 			ret = err;
-		cur = piece_end;
 	}
-	pthread_rwlock_unlock(&mm->regions_lock);
-	if (!ret && !nmoved)
-		return 1; /* nothing to do: everything already there */
-	return ret;
+	pthread_rwlock_unlock(&mm->fork_lock);
+	if (ret || partial)
+		return ret ? ret : partial;
+	return nmoved ? 0 : 1; /* 1: everything was there already */
 }
 
 int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p,
@@ -100,6 +148,8 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p
 		STAT_ADD(pm->st.populate_einval, 1);
 		return -EINVAL;
 	}
+	if (!mm_usable(mm))
+		return -ENODEV;
 	if (atomic_load(&pm->unbound)) {
 		STAT_ADD(pm->st.populate_enodev, 1);
 		return -ENODEV;
@@ -117,38 +167,58 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p
 	case -ENODEV: STAT_ADD(pm->st.populate_enodev, 1); break;
 	case -EFAULT: STAT_ADD(pm->st.populate_efault, 1); break;
 	case -EINVAL: STAT_ADD(pm->st.populate_einval, 1); break;
+	case -EIO: STAT_ADD(pm->st.populate_eio, 1); break;
 	default: STAT_ADD(pm->st.populate_ebusy, 1); break;
 	}
+	if (ret < 0)
+		usvm_log("%s: populate [%#lx, %#lx): %s", pm->name, (unsigned long)start,
+			 (unsigned long)end, usvm_strerror(ret));
+	return ret;
+}
+
+/* ---- eviction, unbind, lifetime -------------------------------------------------- */
+
+/* Evict the allocation of @pm holding @addr in @mm. */
+static long evict_one(struct usvm_pagemap *pm, struct usvm_mm *mm, uintptr_t addr)
+{
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(10000);
+	long ret;
+
+	mm_events_settle(mm);
+	do {
+		struct usvm_region *r;
+
+		ret = -ENOENT;
+		usvm_rwlock_rdlock(&mm->regions_lock);
+		r = mm_region_find(mm, addr);
+		if (r) {
+			struct mm_devmem *m;
+
+			mm_block_lock_acquire(mm, addr);
+			m = (region_blk(r, addr) & MM_BLK_STATE) ? region_page(r, addr)->dm : NULL;
+			if (m && m->pagemap == pm)
+				ret = migrate_devmem_to_ram(to_devmem(m), MM_MIGRATE_EVICT);
+			mm_block_lock_release(mm, addr);
+		}
+		usvm_rwlock_unlock(&mm->regions_lock);
+	} while ((ret == -EAGAIN || ret == -EIO) && usvm_backoff(&bo));
 	return ret;
 }
 
 long usvm_pagemap_evict(struct usvm_pagemap *pm, struct usvm_mm *mm, const void *addr)
 {
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(10000);
 	long total = 0, ret;
 	uint64_t n, i;
 
 	if (!pm)
 		return -EINVAL;
 	if (addr) {
-		struct usvm_page *pg;
-		struct usvm_devmem *dm;
-
 		if (!mm)
 			return -EINVAL;
-		pthread_rwlock_rdlock(&mm->regions_lock);
-		pg = mm_page(mm, (uintptr_t)addr, NULL);
-		ret = -ENOENT;
-		if (pg) {
-			pthread_mutex_t *bl = mm_block_lock(mm, (uintptr_t)addr);
-
-			pthread_mutex_lock(bl);
-			dm = pg->dm;
-			if (dm && dm->pagemap == pm)
-				ret = migrate_devmem_to_ram(dm, USVM_MIGRATE_EVICT);
-			pthread_mutex_unlock(bl);
-		}
-		pthread_rwlock_unlock(&mm->regions_lock);
-		return ret;
+		if (!mm_usable(mm))
+			return -ENODEV;
+		return evict_one(pm, mm, (uintptr_t)addr);
 	}
 	/* Everything: bounded by what is live now, so concurrent populates end it. */
 	n = STAT_READ(pm->st.live_allocations);
@@ -156,6 +226,12 @@ long usvm_pagemap_evict(struct usvm_pagemap *pm, struct usvm_mm *mm, const void 
 		ret = pagemap_evict_lru(pm);
 		if (ret == 0)
 			break;
+		if (ret < 0) {
+			if (!usvm_backoff(&bo))
+				return total ? total : ret;
+			i--; /* the same victim again */
+			continue;
+		}
 		if (ret > 1)
 			total += ret;
 	}
@@ -164,23 +240,49 @@ long usvm_pagemap_evict(struct usvm_pagemap *pm, struct usvm_mm *mm, const void 
 
 int usvm_pagemap_unbind(struct usvm_pagemap *pm)
 {
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(60000);
+	long ret;
+
 	if (!pm)
 		return -EINVAL;
 	/* New populates fail from here on ... */
 	atomic_store(&pm->unbound, 1);
+	usvm_log("%s: unbind: bringing every device page home", pm->name);
 	/* ... in-flight ones finish ... */
 	pthread_rwlock_wrlock(&pm->bind_lock);
-	/* ... and every device page goes back to system memory. */
-	while (pagemap_evict_lru(pm) != 0)
-		;
-	/* Allocations being released by CPU faults right now: let them finish
-	 * with the pool before it goes away. */
-	while (atomic_load(&pm->offlru) > 0)
-		usleep(20);
+	/* ... and every device page goes back to system memory; allocations
+	 * being released by CPU faults right now finish with the pool first. */
+	while ((ret = pagemap_evict_lru(pm)) != 0 || atomic_load(&pm->offlru) > 0) {
+		if (ret > 0)
+			continue;
+		if (!usvm_backoff(&bo)) {
+			pthread_rwlock_unlock(&pm->bind_lock);
+			usvm_log("%s: unbind: pages could not come home (%ld); device kept",
+				 pm->name, ret);
+			return -EBUSY;
+		}
+	}
 	if (pm->ops->unbind)
 		pm->ops->unbind(pm);
 	pthread_rwlock_unlock(&pm->bind_lock);
+	usvm_log("%s: unbound", pm->name);
 	return 0;
+}
+
+void usvm_pagemap_get(struct usvm_pagemap *pm)
+{
+	if (pm)
+		atomic_fetch_add(&pm->refs, 1);
+}
+
+void usvm_pagemap_put(struct usvm_pagemap *pm)
+{
+	if (!pm || atomic_fetch_sub(&pm->refs, 1) != 1)
+		return;
+	usvm_pagemap_unbind(pm);
+	pthread_rwlock_destroy(&pm->bind_lock);
+	pthread_mutex_destroy(&pm->lock);
+	pm->ops->destroy(pm);
 }
 
 void usvm_pagemap_destroy(struct usvm_pagemap *pm)
@@ -188,9 +290,7 @@ void usvm_pagemap_destroy(struct usvm_pagemap *pm)
 	if (!pm || atomic_exchange(&pm->destroyed, 1))
 		return;
 	usvm_pagemap_unbind(pm);
-	pthread_rwlock_destroy(&pm->bind_lock);
-	pthread_mutex_destroy(&pm->lock);
-	pm->ops->destroy(pm);
+	usvm_pagemap_put(pm);
 }
 
 int usvm_pagemap_stats(struct usvm_pagemap *pm, struct usvm_pagemap_stats *o)
@@ -203,7 +303,7 @@ int usvm_pagemap_stats(struct usvm_pagemap *pm, struct usvm_pagemap_stats *o)
 	C(used_bytes); C(peak_used_bytes); C(live_allocations);
 	C(populate_calls); C(populate_ok); C(populate_noop);
 	C(populate_enomem); C(populate_enodev); C(populate_efault);
-	C(populate_einval); C(populate_ebusy);
+	C(populate_einval); C(populate_ebusy); C(populate_eio);
 	C(pages_migrated_in); C(pages_cleared); C(pages_already_present); C(pages_from_peer);
 	C(migrations_to_dev); C(bytes_to_dev); C(ns_to_dev);
 	C(migrations_to_ram); C(bytes_to_ram); C(ns_to_ram);

@@ -16,6 +16,7 @@
 #include <stdatomic.h>
 #include "usvm.h"
 #include "util.h"
+#include "mm/mm.h"
 
 struct usvm_devmem;
 struct usvm_region;
@@ -74,15 +75,17 @@ struct usvm_devmem_ops {
 	 * those pages wait; the op must remove each page from the CPU's view
 	 * atomically with taking its data (usvm_host_take_pages), and zero-fill
 	 * device pages whose source was never touched.  Returns the number of
-	 * leading pages taken (0..n) or a negative errno.
+	 * leading pages taken (0..n) or a negative errno; when short, *@stop
+	 * says why (EBUSY: a page shared since fork or pinned; EAGAIN).
 	 */
 	long (*copy_to_devmem)(struct usvm_devmem *dm, const unsigned long *pfn,
-			       const uintptr_t *src, unsigned long n);
+			       const uintptr_t *src, unsigned long n, int *stop);
 	/*
 	 * Put device pages @pfn[i] back into the non-present managed pages
 	 * @dst[i] (usvm_host_give_pages) without waking CPU threads waiting on
 	 * them: the core wakes them once the page states say "system".
-	 * Returns pages done or a negative errno.
+	 * Returns pages done, or a negative errno when none was: -EAGAIN means
+	 * the address space is changing and the core retries later.
 	 */
 	long (*copy_to_ram)(struct usvm_devmem *dm, const unsigned long *pfn,
 			    const uintptr_t *dst, unsigned long n);
@@ -98,6 +101,7 @@ struct usvm_pagemap {
 	size_t capacity;
 
 	/* Core private below. */
+	atomic_int refs;                /* usvm_pagemap_get/put (drm_pagemap kref) */
 	pthread_mutex_t lock;           /* lru, live list */
 	struct list_head lru;           /* live allocations, least recent first */
 	pthread_rwlock_t bind_lock;     /* populates read, unbind writes */
@@ -110,7 +114,7 @@ struct usvm_pagemap {
 		_Atomic uint64_t used_bytes, peak_used_bytes, live_allocations;
 		_Atomic uint64_t populate_calls, populate_ok, populate_noop;
 		_Atomic uint64_t populate_enomem, populate_enodev, populate_efault;
-		_Atomic uint64_t populate_einval, populate_ebusy;
+		_Atomic uint64_t populate_einval, populate_ebusy, populate_eio;
 		_Atomic uint64_t pages_migrated_in, pages_cleared;
 		_Atomic uint64_t pages_already_present, pages_from_peer;
 		_Atomic uint64_t migrations_to_dev, bytes_to_dev, ns_to_dev;
@@ -125,6 +129,7 @@ struct usvm_pagemap {
  * block protects every page state change of the allocation.
  */
 struct usvm_devmem {
+	struct mm_devmem base;          /* what mm sees: its ops and the pagemap */
 	const struct usvm_devmem_ops *ops;
 	struct usvm_pagemap *pagemap;
 	struct usvm_mm *mm;
@@ -144,6 +149,11 @@ struct usvm_devmem {
 	atomic_int refcount;
 };
 
+static inline struct usvm_devmem *to_devmem(struct mm_devmem *m)
+{
+	return container_of(m, struct usvm_devmem, base);
+}
+
 /* The default populate_mm (best effort, partial, evicting). */
 int usvm_pagemap_populate_default(struct usvm_pagemap *pm, uintptr_t start, uintptr_t end,
 				  struct usvm_mm *mm, unsigned long timeslice_ms);
@@ -151,28 +161,24 @@ int usvm_pagemap_populate_default(struct usvm_pagemap *pm, uintptr_t start, uint
 /* Register a freshly filled pagemap (locks, lists, stats). */
 int usvm_pagemap_init(struct usvm_pagemap *pm, const char *name, size_t capacity);
 
-/* Evict the least recently used allocation; bytes, or 0 when none is left. */
-long pagemap_evict_lru(struct usvm_pagemap *pm);
-
-/* Mark allocation recently used (a device touched it). */
-void usvm_devmem_touch(struct usvm_devmem *dm);
-void usvm_devmem_get(struct usvm_devmem *dm);
-void usvm_devmem_put(struct usvm_devmem *dm);
-
 /* ---- Host page helpers for backends ---------------------------------- */
 /*
- * usvm_host_take_pages() - move CPU pages of @mm at [src, src+len) into the
- * backend's pool at @dst (registered with @pool_uffd).  Holes (never touched
- * pages) are zero-filled at @dst and counted in *@zeroed.  Returns bytes done
- * (short when a page cannot move, e.g. shared after fork) or -errno.
+ * usvm_host_take_pages() - move CPU pages of the calling process at [src,
+ * src+len) into the backend's pool at @dst (registered with @pool_uffd).
+ * Holes (never touched pages) are zero-filled at @dst and counted in
+ * *@zeroed.  Returns bytes done, short when a page cannot move (*@stop: the
+ * errno, e.g. EBUSY for a page shared since fork), or -errno.
  */
 long usvm_host_take_pages(int pool_uffd, uintptr_t dst, uintptr_t src, size_t len,
-			  unsigned long *zeroed);
+			  unsigned long *zeroed, int *stop);
 /*
  * usvm_host_give_pages() - move pool pages [src, src+len) into the
- * non-present managed pages at @dst of dm's mm (waiters are not woken).  Falls back to a
- * copy when a page cannot be moved.  Returns bytes done or -errno.
+ * non-present managed pages at @dst (registered with @uffd), waking nobody.
+ * Falls back to a copy when a page cannot be moved.  Returns bytes done,
+ * or -errno when none was (-EAGAIN: the address space is changing).
  */
-long usvm_host_give_pages(struct usvm_devmem *dm, uintptr_t dst, uintptr_t src, size_t len);
+long usvm_host_give_pages(int uffd, uintptr_t dst, uintptr_t src, size_t len);
+/* Is a CPU page (present or swapped) mapped at @va?  1 when unsure. */
+int usvm_host_page_mapped(uintptr_t va);
 
 #endif

@@ -63,15 +63,20 @@ static inline void stat_max(_Atomic uint64_t *m, uint64_t v)
 		;
 }
 
-/* Options from the environment, with documented defaults (see README). */
-unsigned long usvm_env_ulong(const char *name, unsigned long def);
-size_t usvm_env_size(const char *name, size_t def);
+/*
+ * Bounded retry with growing sleeps, for operations that fail transiently
+ * (-EAGAIN while the address space changes, an injected -EIO): the first
+ * tries yield, later ones sleep up to a millisecond.  usvm_backoff()
+ * returns 0 once @limit_ms have passed since the first call.
+ */
+struct usvm_backoff {
+	uint64_t deadline_ns;
+	unsigned int tries;
+	unsigned int limit_ms;
+};
+#define USVM_BACKOFF_INIT(ms) { 0, 0, (ms) }
+int usvm_backoff(struct usvm_backoff *b);
 
-extern int usvm_verbose;
-#define usvm_log(fmt, ...)                                                  \
-	do {                                                                \
-		if (usvm_verbose)                                           \
-			fprintf(stderr, "usvm: " fmt "\n", ##__VA_ARGS__); \
-	} while (0)
+#include "options.h"
 
 #endif

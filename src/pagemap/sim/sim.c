@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/mman.h>
+#include <sys/sysinfo.h>
 #include "pagemap/pagemap.h"
 #include "mm/uffd.h"
 
@@ -123,17 +124,19 @@ static unsigned long run_len(const unsigned long *pfn, const uintptr_t *va,
 }
 
 static long sim_copy_to_devmem(struct usvm_devmem *dm, const unsigned long *pfn,
-			       const uintptr_t *src, unsigned long n)
+			       const uintptr_t *src, unsigned long n, int *stop)
 {
 	struct sim_pool *sp = to_sim(dm->pagemap);
 	unsigned long i = 0, zeroed = 0;
 
+	*stop = 0;
 	while (i < n) {
 		unsigned long len = run_len(pfn, src, i, n);
 		long r = usvm_host_take_pages(sp->uffd, sp->base + (pfn[i] << USVM_PAGE_SHIFT),
-					      src[i], len << USVM_PAGE_SHIFT, &zeroed);
+					      src[i], len << USVM_PAGE_SHIFT, &zeroed, stop);
 
 		if (r < 0) {
+			*stop = (int)-r;
 			if (!i)
 				return r;
 			break;
@@ -154,7 +157,8 @@ static long sim_copy_to_ram(struct usvm_devmem *dm, const unsigned long *pfn,
 
 	while (i < n) {
 		unsigned long len = run_len(pfn, dst, i, n);
-		long r = usvm_host_give_pages(dm, dst[i], sp->base + (pfn[i] << USVM_PAGE_SHIFT),
+		long r = usvm_host_give_pages(dm->region->uffd, dst[i],
+					      sp->base + (pfn[i] << USVM_PAGE_SHIFT),
 					      len << USVM_PAGE_SHIFT);
 
 		if (r < 0)
@@ -256,15 +260,27 @@ static const struct usvm_devmem_ops sim_devmem_ops = {
 	.devmem_release = sim_devmem_release,
 };
 
+/* Can this machine back @capacity bytes of pool (RAM + swap)? */
+static int machine_can_back(size_t capacity)
+{
+	struct sysinfo si;
+
+	if (sysinfo(&si))
+		return 1;
+	return capacity <= ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+}
+
 int usvm_sim_pagemap_create(const char *name, size_t capacity, struct usvm_pagemap **out)
 {
 	struct sim_pool *sp;
 	uint64_t got = 0;
-	int umo, err;
+	int mode = usvm_uffd_mode_requested(), err;
 	void *p;
 
 	if (!out || !capacity || (capacity & (USVM_PAGE_SIZE - 1)))
 		return -EINVAL;
+	if (!machine_can_back(capacity))
+		return -ENOMEM;
 	sp = calloc(1, sizeof(*sp));
 	if (!sp)
 		return -ENOMEM;
@@ -275,7 +291,7 @@ int usvm_sim_pagemap_create(const char *name, size_t capacity, struct usvm_pagem
 		free(sp);
 		return -ENOMEM;
 	}
-	err = uffd_open(UFFD_FEATURE_MOVE | UFFD_FEATURE_SIGBUS, &got, &umo);
+	err = uffd_open(UFFD_FEATURE_MOVE | UFFD_FEATURE_SIGBUS, &got, &mode);
 	if (err < 0)
 		goto fail;
 	sp->uffd = err;
@@ -290,6 +306,9 @@ int usvm_sim_pagemap_create(const char *name, size_t capacity, struct usvm_pagem
 		goto fail_fd;
 	}
 	sp->base = (uintptr_t)p;
+	/* A child process never sees the pool (fork.c brings every page home
+	 * first), and pool pages are never shared, so moves out never fail. */
+	madvise(p, capacity, MADV_DONTFORK);
 	err = uffd_register(sp->uffd, sp->base, capacity);
 	if (err)
 		goto fail_map;

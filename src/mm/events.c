@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+/*
+ * DOC: userfaultfd events (munmap, madvise, mremap behind the library's back)
+ *
+ * Applied by the applier thread, one at a time, in the order the reader read
+ * them (fault.c explains why that order is enough).
+ *
+ * REMOVE (MADV_DONTNEED/FREE/REMOVE) arrives *before* the kernel zaps the CPU
+ * pages: device copies are dropped now, and pages that may still have a CPU
+ * page are marked MM_PAGE_REMOVED so that a populate racing with the zap
+ * does not carry the old bytes into device memory.  UNMAP arrives after the
+ * unmap: device copies go, pages are marked unmapped, and a registered range
+ * unmapped completely is forgotten.  REMAP arrives after the kernel moved the
+ * CPU pages: device-resident pages have no CPU page to move, so their data
+ * is put at the new address here, as the kernel moves device-private
+ * entries with the VA.
+ */
+#include <errno.h>
+#include <sys/mman.h>
+#include "mm.h"
+#include "uffd.h"
+
+/* Is the whole region gone (unmapped by the program)? */
+static int region_gone(struct usvm_region *r)
+{
+	return atomic_load(&r->gone) || atomic_load(&r->unmapped_pages) == r->npages;
+}
+
+/* Forget registered ranges the program unmapped completely (e.g. free() of
+ * a big malloc, possibly in several munmap calls). */
+static void forget_gone_regions(struct usvm_mm *mm)
+{
+	size_t i;
+
+	usvm_rwlock_wrlock(&mm->regions_lock);
+	for (i = 0; i < mm->nregions;) {
+		struct usvm_region *r = mm->regions[i];
+
+		if (r->kind == USVM_REGION_USER && region_gone(r)) {
+			mm_region_remove_locked(mm, r);
+			mm_region_free(r);
+			STAT_SUB(mm->st.registered_ranges, 1);
+			continue;
+		}
+		i++;
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+}
+
+static void handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
+			  enum usvm_inval_event ev)
+{
+	int any_gone = 0;
+	size_t i;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	for (i = 0; i < mm->nregions; i++) {
+		struct usvm_region *r = mm->regions[i];
+		uint32_t flags = ev == USVM_INVAL_UNMAP ? MM_PAGE_UNMAPPED : MM_PAGE_REMOVED;
+
+		if (r->end <= start || r->start >= end)
+			continue;
+		/* All of it unmapped: one flag, not one per page. */
+		if (ev == USVM_INVAL_UNMAP && start <= r->start && end >= r->end) {
+			atomic_store(&r->gone, 1);
+			flags = 0;
+		}
+		mm_drop_range(mm, r, start, end, ev, flags);
+		any_gone |= r->kind == USVM_REGION_USER && region_gone(r);
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+	if (any_gone)
+		forget_gone_regions(mm);
+}
+
+/* Put the device-resident pages of one block piece of @oldr at @to + offset. */
+static int remap_block(struct usvm_mm *mm, struct usvm_region *oldr, uintptr_t a,
+		       uintptr_t bend, uintptr_t from, uintptr_t to)
+{
+	uintptr_t p;
+	int err = 0;
+
+	mm_block_lock_acquire(mm, a);
+	mm_invalidate(mm, a, bend, USVM_INVAL_UNMAP);
+	for (p = a; p < bend && !err; p += USVM_PAGE_SIZE) {
+		struct usvm_page *pg = region_page(oldr, p);
+		struct mm_devmem *dm = pg->dm;
+
+		if (!dm)
+			continue;
+		err = dm->ops->move_page(dm, pg->idx, to + (p - from));
+		if (!err)
+			region_page_set_dm(oldr, p, NULL, 0);
+	}
+	mm_block_lock_release(mm, a);
+	return err;
+}
+
+static void remap_device_pages(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len)
+{
+	struct usvm_region *oldr;
+	uintptr_t a, bend;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	oldr = mm_region_find(mm, from);
+	for_each_block(a, bend, from, from + len) {
+		struct usvm_backoff bo = USVM_BACKOFF_INIT(30000);
+		int err;
+
+		if (!oldr || !(region_blk(oldr, a) & MM_BLK_STATE))
+			continue;
+		/* -EAGAIN: the munmap event of the old range is queued behind
+		 * us; the reader reads it and the move then goes through. */
+		while ((err = remap_block(mm, oldr, a, bend, from, to)) && usvm_backoff(&bo))
+			;
+		if (err)
+			usvm_log("mremap: device pages of [%#lx, %#lx) could not follow "
+				 "the move (%d): they read as zeros", (unsigned long)a,
+				 (unsigned long)bend, err);
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+}
+
+static void handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len)
+{
+	struct usvm_region *oldr, *newr;
+	unsigned char vec;
+	int err;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	oldr = mm_region_find(mm, from);
+	if (oldr)
+		len = MIN_UL(len, oldr->end - from);
+	newr = oldr ? mm_region_new(to, to + len, USVM_REGION_USER, oldr->uffd) : NULL;
+	usvm_rwlock_unlock(&mm->regions_lock);
+	if (!oldr)
+		return;
+	/* The new range is tracked from now on; faults there wait until the
+	 * device-resident pages have been put back at their new place. */
+	err = newr ? (atomic_store(&newr->pending, 1), mm_region_insert(mm, newr)) : -ENOMEM;
+	if (err) {
+		usvm_log("mremap to %#lx: cannot track the new range (%d)", (unsigned long)to, err);
+		newr = NULL;
+	} else {
+		STAT_ADD(mm->st.registered_ranges, 1);
+	}
+	remap_device_pages(mm, from, to, len);
+	if (newr)
+		atomic_store(&newr->pending, 0);
+	/* Unless the program used MREMAP_DONTUNMAP, the old addresses are not
+	 * even mapped any more. */
+	if (mincore((void *)from, USVM_PAGE_SIZE, &vec) && errno == ENOMEM)
+		handle_remove(mm, from, from + len, USVM_INVAL_UNMAP);
+	else
+		handle_remove(mm, from, from + len, USVM_INVAL_REMOVE);
+}
+
+void mm_apply_event(struct usvm_mm *mm, const struct mm_msg *m)
+{
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+		STAT_ADD(mm->st.events_remove, 1);
+		handle_remove(mm, (uintptr_t)m->a, (uintptr_t)m->b, USVM_INVAL_REMOVE);
+		break;
+	case UFFD_EVENT_UNMAP:
+		STAT_ADD(mm->st.events_unmap, 1);
+		handle_remove(mm, (uintptr_t)m->a, (uintptr_t)m->b, USVM_INVAL_UNMAP);
+		break;
+	case UFFD_EVENT_REMAP:
+		STAT_ADD(mm->st.events_remap, 1);
+		handle_remap(mm, (uintptr_t)m->a, (uintptr_t)m->b, (size_t)m->c);
+		break;
+	default:
+		break;
+	}
+}
