@@ -59,13 +59,31 @@ static void *watchdog(void *arg)
 	return NULL;
 }
 
+/*
+ * The watchdog catches hangs, not slowness: sanitizer builds run several
+ * times slower, and a machine under load slower again, so the budget
+ * grows with them (USVM_TEST_SLOW=N multiplies it further).
+ */
+static unsigned int watchdog_scale(void)
+{
+	const char *slow = getenv("USVM_TEST_SLOW");
+	unsigned int k = 1;
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+	k = 4;
+#endif
+	if (slow && atoi(slow) > 0)
+		k *= (unsigned int)atoi(slow);
+	return k;
+}
+
 void test_init(const char *name, unsigned int timeout_s)
 {
 	pthread_t th;
 
 	test_name = name;
 	setvbuf(stdout, NULL, _IONBF, 0);
-	watchdog_s = timeout_s ? timeout_s : 120;
+	watchdog_s = (timeout_s ? timeout_s : 120) * watchdog_scale();
 	if (pthread_create(&th, NULL, watchdog, NULL) == 0)
 		pthread_detach(th);
 	skip_if_no_uffd();

@@ -1,82 +1,110 @@
 // SPDX-License-Identifier: MIT
 /*
- * timeslice: populate with timeslice_ms = 200 and touch at once: the CPU
- * access is deferred (timeslice_waits counts it) and then completes with the
- * right data.  With timeslice 0 nothing waits.  No timing is asserted; the
- * measured delay is printed for information.
- * (drm_pagemap_migrate_to_ram timeslice enforcement.)
+ * timeslice: a CPU touch of memory populated with a timeslice waits until
+ * the timeslice is over (drm_pagemap_migrate_to_ram timeslice enforcement).
+ *
+ * Nothing here depends on a thread getting the CPU in time:
+ *  - residency is a lower bound: a touch never completes before populate's
+ *    start + timeslice, however slow the machine;
+ *  - the wait counter is checked with a 60 s timeslice: the test waits (up
+ *    to 30 s) until the toucher's fault is counted as waiting, checks the
+ *    toucher is still blocked, then evicts (which ignores timeslices) to
+ *    release it.
+ * With timeslice 0, or an expired one, nothing waits.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include "helpers.h"
 
 struct toucher {
-	uint8_t *p;    /* the buffer */
-	size_t off;    /* the byte this thread reads */
+	uint8_t *p;       /* the buffer */
+	size_t off;       /* the byte this thread reads */
 	uint64_t seed;
-	uint64_t ns;
+	uint64_t done_ns; /* when the read completed */
+	atomic_int done;
 };
 
 static void *touch(void *arg)
 {
 	struct toucher *t = arg;
-	uint64_t t0 = now_ns();
 
 	CHECK(t->p[t->off] == pattern_byte(t->seed, t->off), "wrong byte at %zu", t->off);
-	t->ns = now_ns() - t0;
+	t->done_ns = now_ns();
+	atomic_store(&t->done, 1);
 	return NULL;
+}
+
+static void start_touchers(pthread_t *th, struct toucher *t, int n, uint8_t *p, size_t len,
+			   uint64_t seed)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		t[i] = (struct toucher){ .p = p, .off = (size_t)i * (len / (size_t)n) + 999,
+					 .seed = seed };
+		CHECK(pthread_create(&th[i], NULL, touch, &t[i]) == 0, "thread");
+	}
 }
 
 int main(void)
 {
 	const size_t len = 2 * MiB;
+	const uint64_t ts_ms = 100;
 	struct usvm_mm *mm;
 	struct usvm_pagemap *pm;
 	struct usvm_mm_stats m0, m1;
-	uint64_t t0, waited;
+	struct toucher t[4];
+	pthread_t th[4];
+	uint64_t t0, deadline;
 	uint8_t *p;
 	int i;
 
-	test_init("timeslice", 60);
+	test_init("timeslice", 90);
 	test_setup(&mm, &pm, 16 * MiB);
 	p = test_alloc(mm, len);
-	pattern_fill(p, len, 1);
 
-	/* 200 ms timeslice, touched at once. */
-	m0 = mm_stats(mm);
-	CHECK_OK(usvm_pagemap_populate_mm(pm, p, p + len, mm, 200));
-	t0 = now_ns();
-	CHECK(p[0] == pattern_byte(1, 0), "byte 0");
-	waited = now_ns() - t0;
-	settle(mm, p, len);
-	m1 = mm_stats(mm);
-	printf("touch after populate with a 200 ms timeslice took %.1f ms\n", waited / 1e6);
-	CHECK(m1.timeslice_waits > m0.timeslice_waits, "no timeslice wait counted");
-	CHECK(m1.migrations_to_ram - m0.migrations_to_ram == 1, "migrations_to_ram %llu",
-	      (unsigned long long)(m1.migrations_to_ram - m0.migrations_to_ram));
-	CHECK(resident(mm, p, len, NULL) == (long)len, "not back after the timeslice");
-	CHECK_PATTERN(p, len, 1);
-
-	/* Several threads waiting on the same timeslice, data written by the CPU. */
+	/* 1. Four threads touch at once: none completes before the timeslice
+	 * is over, one migration brings the allocation back for all. */
 	pattern_fill(p, len, 2);
 	m0 = mm_stats(mm);
-	CHECK_OK(usvm_pagemap_populate_mm(pm, p, p + len, mm, 100));
-	{
-		pthread_t th[4];
-		struct toucher t[4];
-
-		for (i = 0; i < 4; i++) {
-			t[i] = (struct toucher){ p, (size_t)i * (len / 4) + 999, 2, 0 };
-			CHECK(pthread_create(&th[i], NULL, touch, &t[i]) == 0, "thread");
-		}
-		for (i = 0; i < 4; i++) {
-			pthread_join(th[i], NULL);
-			printf("thread %d waited %.1f ms\n", i, t[i].ns / 1e6);
-		}
+	t0 = now_ns();
+	CHECK_OK(usvm_pagemap_populate_mm(pm, p, p + len, mm, ts_ms));
+	start_touchers(th, t, 4, p, len, 2);
+	for (i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		printf("thread %d done %.1f ms after populate started\n", i,
+		       (t[i].done_ns - t0) / 1e6);
+		CHECK(t[i].done_ns >= t0 + ts_ms * 1000000ull,
+		      "thread %d read device memory back %.1f ms after populate started, "
+		      "inside the %llu ms timeslice", i, (t[i].done_ns - t0) / 1e6,
+		      (unsigned long long)ts_ms);
 	}
 	settle(mm, p, len);
 	m1 = mm_stats(mm);
-	CHECK(m1.timeslice_waits > m0.timeslice_waits, "no timeslice wait counted (threads)");
-	CHECK(m1.migrations_to_ram - m0.migrations_to_ram == 1, "migrations_to_ram");
+	CHECK(m1.migrations_to_ram - m0.migrations_to_ram == 1, "migrations_to_ram %llu",
+	      (unsigned long long)(m1.migrations_to_ram - m0.migrations_to_ram));
+	CHECK(m1.timeslice_waits - m0.timeslice_waits <=
+	      m1.cpu_faults_devmem - m0.cpu_faults_devmem, "more waits than device faults");
+	CHECK(resident(mm, p, len, NULL) == (long)len, "not back after the timeslice");
+	CHECK_PATTERN(p, len, 2);
+
+	/* 2. The wait is counted: a 60 s timeslice, a toucher that blocks,
+	 * then eviction (which ignores timeslices) releases it. */
+	m0 = mm_stats(mm);
+	CHECK_OK(usvm_pagemap_populate_mm(pm, p, p + len, mm, 60000));
+	start_touchers(th, t, 1, p, len, 2);
+	deadline = now_ns() + 30000000000ull;
+	while (mm_stats(mm).timeslice_waits == m0.timeslice_waits && now_ns() < deadline)
+		sleep_ms(1);
+	m1 = mm_stats(mm);
+	CHECK(m1.timeslice_waits == m0.timeslice_waits + 1, "timeslice waits %llu, expected 1",
+	      (unsigned long long)(m1.timeslice_waits - m0.timeslice_waits));
+	CHECK(!atomic_load(&t[0].done), "the toucher read device memory inside the timeslice");
+	CHECK_RET(usvm_pagemap_evict(pm, mm, p), len);
+	pthread_join(th[0], NULL);
+	settle(mm, p, len);
+	m1 = mm_stats(mm);
+	CHECK(m1.timeslice_waits == m0.timeslice_waits + 1, "the wait was counted again");
 	CHECK_PATTERN(p, len, 2);
 
 	/* Timeslice 0: no waits at all. */
@@ -85,7 +113,7 @@ int main(void)
 		CHECK_OK(usvm_pagemap_populate_mm(pm, p, p + len, mm, 0));
 		CHECK(p[len - 1] == pattern_byte(2, len - 1), "last byte");
 		settle(mm, p, len);
-	m1 = mm_stats(mm);
+		m1 = mm_stats(mm);
 		CHECK(m1.timeslice_waits == m0.timeslice_waits, "timeslice 0 waited");
 		CHECK(m1.migrations_to_ram - m0.migrations_to_ram == 1, "migrations_to_ram");
 	}
