@@ -8,9 +8,11 @@ static const char info_help[] =
 "Usage: usvm info [--json]\n"
 "\n"
 "Probe this machine (usvm_probe) and explain what usvm can do here: the\n"
-"kernel, whether userfaultfd may be used and in which mode, the userfaultfd\n"
-"features usvm relies on, the transparent hugepage mode, and which device\n"
-"backends are usable.  For every missing piece it says what that disables.\n"
+"kernel, whether userfaultfd may be used and in which mode (and how to get\n"
+"a better one), the userfaultfd features usvm relies on, the transparent\n"
+"hugepage mode, which device backends are usable, and every option\n"
+"(environment variable) with its value and where that value came from.\n"
+"For every missing piece it says what that disables.\n"
 "\n"
 "Options:\n"
 "  --json       one JSON object on stdout\n"
@@ -57,8 +59,46 @@ static void fill_feats(const struct usvm_caps *c, struct feat *f)
 		"nothing today" };
 }
 
+static const char *mode_word(int mode)
+{
+	switch (mode) {
+	case USVM_UFFD_SYSCALL: return "full (userfaultfd(2))";
+	case USVM_UFFD_DEV: return "full (/dev/userfaultfd)";
+	case USVM_UFFD_USER_ONLY: return "user-mode-only";
+	default: return "unavailable";
+	}
+}
+
+static void print_options(void)
+{
+	struct usvm_option o;
+	unsigned int i;
+
+	printf("\noptions (environment variables)\n");
+	for (i = 0; usvm_option_info(i, &o) == 0; i++) {
+		printf("  %-24s = %-10s (%s)\n", o.env, o.value[0] ? o.value : "\"\"", o.source);
+		printf("  %-24s   %s\n", "", o.doc);
+	}
+}
+
+/* How this process could get full fault handling, when it has less. */
+static void print_mode_advice(const struct usvm_caps *c)
+{
+	if (!c->uffd_available || c->uffd_mode != USVM_UFFD_USER_ONLY)
+		return;
+	printf("  -> kernel-mode faults are not caught: system calls such as read(2)\n"
+	       "     into managed pages that are in device memory (or never touched)\n"
+	       "     fail with EFAULT instead of migrating; CPU loads and stores work.\n"
+	       "     For full handling: %s, or run as root, or\n"
+	       "     'sudo sysctl vm.unprivileged_userfaultfd=1'.\n",
+	       c->dev_userfaultfd < 0 ? "a kernel with /dev/userfaultfd (6.1+)" :
+	       "give this user read+write access to /dev/userfaultfd (e.g. a udev rule\n"
+	       "     with GROUP=\"userfaultfd\", MODE=\"0660\")");
+}
+
 static void info_json(const struct usvm_caps *c, int rc, const struct feat *f, int sim_ok)
 {
+	struct usvm_option o;
 	struct json j;
 	int i;
 
@@ -72,11 +112,23 @@ static void info_json(const struct usvm_caps *c, int rc, const struct feat *f, i
 	json_obj_begin(&j, "userfaultfd");
 	json_bool(&j, "available", c->uffd_available);
 	json_i64(&j, "errno", c->uffd_errno);
-	json_str(&j, "mode", !c->uffd_available ? "unavailable" :
-		 c->uffd_user_mode_only ? "user-mode-only" : "full");
+	json_str(&j, "mode", !c->uffd_available ? "unavailable" : mode_word(c->uffd_mode));
+	json_str(&j, "mode_description", usvm_uffd_mode_name(c->uffd_mode));
 	json_bool(&j, "user_mode_only", c->uffd_user_mode_only);
 	json_i64(&j, "unprivileged_sysctl", c->unprivileged_sysctl);
+	json_i64(&j, "dev_userfaultfd", c->dev_userfaultfd);
 	json_bool(&j, "is_root", c->is_root);
+	json_obj_end(&j);
+	json_bool(&j, "procmap_query", c->procmap_query);
+	json_obj_begin(&j, "options");
+	for (i = 0; usvm_option_info((unsigned)i, &o) == 0; i++) {
+		json_obj_begin(&j, o.env);
+		json_str(&j, "value", o.value);
+		json_str(&j, "default", o.def);
+		json_str(&j, "source", o.source);
+		json_str(&j, "doc", o.doc);
+		json_obj_end(&j);
+	}
 	json_obj_end(&j);
 	json_obj_begin(&j, "features");
 	for (i = 0; i < 6; i++)
@@ -119,9 +171,7 @@ int cmd_info(int argc, char **argv)
 	printf("usvm %s\n\n", USVM_VERSION_STRING);
 	printf("kernel                 %s\n", c.kernel[0] ? c.kernel : "unknown");
 	if (c.uffd_available) {
-		printf("userfaultfd            available, %s\n",
-		       c.uffd_user_mode_only ? "user-mode-only (UFFD_USER_MODE_ONLY)"
-					     : "full (user and kernel faults)");
+		printf("userfaultfd            available, %s\n", usvm_uffd_mode_name(c.uffd_mode));
 	} else {
 		printf("userfaultfd            NOT available: %s\n",
 		       usvm_strerror(-(c.uffd_errno ? c.uffd_errno : ENOSYS)));
@@ -129,12 +179,12 @@ int cmd_info(int argc, char **argv)
 	printf("  privileges           %s", c.is_root ? "root" : "unprivileged user");
 	if (c.unprivileged_sysctl >= 0)
 		printf(", vm.unprivileged_userfaultfd = %d", c.unprivileged_sysctl);
-	printf("\n");
-	if (c.uffd_available && c.uffd_user_mode_only)
-		printf("  -> kernel-mode faults are not caught: system calls such as read(2)\n"
-		       "     into managed pages that are in device memory (or never touched)\n"
-		       "     fail with EFAULT instead of migrating; CPU loads and stores work.\n"
-		       "     Run as root or set vm.unprivileged_userfaultfd=1 for full mode.\n");
+	printf(", /dev/userfaultfd %s\n", c.dev_userfaultfd < 0 ? "absent" :
+	       c.dev_userfaultfd ? "usable" : "not accessible");
+	print_mode_advice(&c);
+	printf("  register check       %s\n", c.procmap_query ?
+	       "PROCMAP_QUERY (O(log n) per usvm_register)" :
+	       "reads /proc/self/maps (Linux 6.11+ has PROCMAP_QUERY)");
 	printf("\nuserfaultfd features\n");
 	for (i = 0; i < 6; i++) {
 		if (!c.uffd_available)
@@ -150,6 +200,7 @@ int cmd_info(int argc, char **argv)
 	printf("  %-20s %s\n", "simulated", sim_ok ? "usable (userfaultfd + UFFDIO_MOVE)"
 		: "unusable (needs userfaultfd with UFFDIO_MOVE and SIGBUS)");
 	printf("  %-20s %s\n", "CUDA", "not built (there is no CUDA backend yet)");
+	print_options();
 	printf("\n");
 	if (rc == 0) {
 		printf("usvm can run here: try 'usvm run stream'.\n");
@@ -157,6 +208,7 @@ int cmd_info(int argc, char **argv)
 	}
 	printf("usvm cannot run here: %s\n", usvm_strerror(rc));
 	if (rc == -EPERM)
-		printf("  fix: run as root, or 'sudo sysctl vm.unprivileged_userfaultfd=1'\n");
+		printf("  fix: run as root, 'sudo sysctl vm.unprivileged_userfaultfd=1', or give\n"
+		       "  this user read+write access to /dev/userfaultfd\n");
 	return EXIT_FAIL;
 }
