@@ -123,10 +123,14 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why)
 		return 0;
 	if (usvm_inject_fail(USVM_INJECT_COPY_TO_RAM))
 		return -EIO;
+	/* Not while a munmap/madvise/mremap of these pages is half done. */
+	if (mm_install_begin(dm->mm, lo, hi))
+		return -EAGAIN;
 	/* Device mappings go first: no device may read a page while it moves. */
 	mm_invalidate(dm->mm, lo, hi, USVM_INVAL_MIGRATE);
 	t0 = usvm_now_ns();
 	done = dm->ops->copy_to_ram(dm, pfn, va, n);
+	mm_install_end(dm->mm);
 	if (done <= 0)
 		return done ? done : -EAGAIN;
 	for (i = 0; i < (unsigned long)done; i++) {
@@ -169,16 +173,34 @@ static void mmop_drop_page(struct mm_devmem *m, uint32_t idx)
 	devmem_release_page(dm, idx);
 }
 
+/*
+ * mremap moved page @idx's address to @dst (the applier, applying REMAP).
+ * A later event already read that removes or unmaps @dst means its data is
+ * gone anyway: the page is dropped instead of being put where the program
+ * can no longer expect it.
+ */
 static int mmop_move_page(struct mm_devmem *m, uint32_t idx, uintptr_t dst)
 {
 	struct usvm_devmem *dm = to_devmem(m);
 	unsigned long pfn = dm->pfn[idx];
-	long done;
+	uint32_t later;
+	long done = 1;
 
 	if (usvm_inject_fail(USVM_INJECT_COPY_TO_RAM))
 		return -EIO;
-	done = dm->ops->copy_to_ram(dm, &pfn, &dst, 1);
-	if (done != 1)
+	mm_install_begin_applier(dm->mm);
+	later = mm_later_event(dm->mm, dst, dst + USVM_PAGE_SIZE);
+	if (later == UFFD_EVENT_REMOVE || later == UFFD_EVENT_UNMAP)
+		dm->dropped++;
+	else
+		done = dm->ops->copy_to_ram(dm, &pfn, &dst, 1);
+	mm_install_end(dm->mm);
+	/* -EEXIST: the kernel moved a CPU page to @dst, so the old address
+	 * had one when mremap ran and this device copy was taken after it
+	 * (a populate racing with MREMAP_DONTUNMAP): the CPU page is right. */
+	if (done == -EEXIST)
+		dm->dropped++;
+	else if (done != 1)
 		return done < 0 ? (int)done : -EAGAIN;
 	devmem_release_page(dm, idx);
 	return 0;

@@ -234,9 +234,11 @@ static void *applier_main(void *arg)
 			return NULL;
 		}
 		q_pop(&d->events, &m);
+		d->applying = m;
 		pthread_mutex_unlock(&d->lock);
 		mm_apply_event(mm, &m);
 		pthread_mutex_lock(&d->lock);
+		d->applying.event = 0;
 		atomic_fetch_add(&d->ev_applied, 1);
 		pthread_cond_broadcast(&d->applied_cv);
 		pthread_mutex_unlock(&d->lock);
@@ -291,6 +293,9 @@ static void read_all(struct mm_dispatch *d, int uffd)
 	ssize_t n;
 
 	do {
+		/* No device data goes back into the CPU mapping while an event
+		 * is between read() and its queue (mm_install_begin). */
+		pthread_rwlock_wrlock(&d->install_lock);
 		atomic_fetch_add(&d->read_gen, 1);
 		n = read(uffd, buf, sizeof(buf));
 		if (n > 0) {
@@ -299,6 +304,7 @@ static void read_all(struct mm_dispatch *d, int uffd)
 			pthread_mutex_unlock(&d->lock);
 		}
 		atomic_fetch_add(&d->read_gen, 1);
+		pthread_rwlock_unlock(&d->install_lock);
 	} while (n == (ssize_t)sizeof(buf));
 }
 
@@ -358,6 +364,72 @@ static void *reader_main(void *arg)
 	return NULL;
 }
 
+/* ---- installing device data (see mm.h) ------------------------------------------- */
+
+static int msg_overlaps(const struct mm_msg *m, uintptr_t lo, uintptr_t hi)
+{
+	switch (m->event) {
+	case UFFD_EVENT_REMOVE:
+	case UFFD_EVENT_UNMAP:
+		return m->a < hi && lo < m->b;
+	case UFFD_EVENT_REMAP:
+		return (m->a < hi && lo < m->a + m->c) || (m->b < hi && lo < m->b + m->c);
+	default:
+		return 0;
+	}
+}
+
+/* The first queued (read, unapplied) event overlapping [lo, hi); d->lock held. */
+static const struct mm_msg *queued_overlap(struct mm_dispatch *d, uintptr_t lo, uintptr_t hi)
+{
+	size_t i;
+
+	for (i = 0; i < d->events.count; i++) {
+		const struct mm_msg *m = &d->events.v[(d->events.head + i) % d->events.cap];
+
+		if (msg_overlaps(m, lo, hi))
+			return m;
+	}
+	return NULL;
+}
+
+int mm_install_begin(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi)
+{
+	struct mm_dispatch *d = &mm->d;
+	int busy;
+
+	pthread_rwlock_rdlock(&d->install_lock);
+	pthread_mutex_lock(&d->lock);
+	busy = msg_overlaps(&d->applying, lo, hi) || queued_overlap(d, lo, hi);
+	pthread_mutex_unlock(&d->lock);
+	if (!busy)
+		return 0;
+	pthread_rwlock_unlock(&d->install_lock);
+	return -EAGAIN;
+}
+
+void mm_install_begin_applier(struct usvm_mm *mm)
+{
+	pthread_rwlock_rdlock(&mm->d.install_lock);
+}
+
+void mm_install_end(struct usvm_mm *mm)
+{
+	pthread_rwlock_unlock(&mm->d.install_lock);
+}
+
+uint32_t mm_later_event(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi)
+{
+	const struct mm_msg *m;
+	uint32_t ev;
+
+	pthread_mutex_lock(&mm->d.lock);
+	m = queued_overlap(&mm->d, lo, hi);
+	ev = m ? m->event : 0;
+	pthread_mutex_unlock(&mm->d.lock);
+	return ev;
+}
+
 /* ---- start / stop ---------------------------------------------------------------- */
 
 void mm_events_sync_slow(struct usvm_mm *mm)
@@ -387,9 +459,15 @@ void mm_events_sync_slow(struct usvm_mm *mm)
 int mm_dispatch_start(struct usvm_mm *mm, unsigned int nworkers)
 {
 	struct mm_dispatch *d = &mm->d;
+	pthread_rwlockattr_t attr;
 	unsigned int i;
 
 	pthread_mutex_init(&d->lock, NULL);
+	/* The reader must not starve behind a stream of migrations. */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&d->install_lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
 	pthread_cond_init(&d->work_cv, NULL);
 	pthread_cond_init(&d->event_cv, NULL);
 	pthread_cond_init(&d->applied_cv, NULL);
@@ -459,4 +537,5 @@ void mm_dispatch_stop(struct usvm_mm *mm)
 	pthread_cond_destroy(&d->event_cv);
 	pthread_cond_destroy(&d->applied_cv);
 	pthread_mutex_destroy(&d->lock);
+	pthread_rwlock_destroy(&d->install_lock);
 }

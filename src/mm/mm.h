@@ -229,6 +229,12 @@ struct mm_dispatch {
 	struct mm_queue events;     /* events to apply, in read order */
 	struct mm_queue deferred;   /* faults to retry at when_ns */
 	struct mm_queue gated;      /* reader only: faults behind an event */
+	struct mm_msg applying;     /* the event being applied (event 0: none) */
+	/*
+	 * Read by whoever puts device data back into the CPU mapping, written
+	 * by the reader around read(): see mm_install_begin().
+	 */
+	pthread_rwlock_t install_lock;
 	_Atomic uint64_t read_gen;  /* odd while the reader is inside read() */
 	_Atomic uint64_t ev_read, ev_applied;
 	atomic_int stopping;
@@ -369,6 +375,30 @@ static inline void mm_events_settle(struct usvm_mm *mm)
 		return;
 	mm_events_sync_slow(mm);
 }
+
+/*
+ * DOC: Installing device data into the CPU mapping
+ *
+ * The caller of munmap/madvise/mremap resumes as soon as its event is read,
+ * and the kernel then zaps (DONTNEED), or has already moved (mremap) the
+ * CPU pages.  Device data put back into the CPU mapping after that, but
+ * before the event is applied (which drops the device copy), would bring
+ * the old bytes back after the call returned.  So every migration back to
+ * system memory brackets its moves with mm_install_begin/end: it fails with
+ * -EAGAIN (retry later, without locks) while an event overlapping
+ * [lo, hi) is read but not applied, and while it holds the bracket no
+ * event can be read (an event raised meanwhile makes its moves fail with
+ * -EAGAIN instead).  Never wait for the fault threads inside the bracket.
+ */
+int mm_install_begin(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi);
+void mm_install_end(struct usvm_mm *mm);
+/*
+ * For the applier only: is an event read after the one being applied about
+ * to change [lo, hi)?  Returns its UFFD_EVENT_* or 0.  Call it inside the
+ * install bracket taken with mm_install_begin_applier().
+ */
+uint32_t mm_later_event(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi);
+void mm_install_begin_applier(struct usvm_mm *mm);
 
 /* ---- faults (fault.c) --------------------------------------------------------- */
 
