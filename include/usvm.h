@@ -427,7 +427,13 @@ int usvm_device_launch(struct usvm_device *dev, usvm_kernel_fn fn, unsigned long
 int usvm_dev_read(struct usvm_kctx *ctx, const void *addr, void *buf, size_t len);
 int usvm_dev_write(struct usvm_kctx *ctx, void *addr, const void *buf, size_t len);
 int usvm_dev_memset(struct usvm_kctx *ctx, void *addr, int c, size_t len);
-/* Atomics need the page in this device's memory (devmem_only faults). */
+/*
+ * Atomics want the page in this device's memory (devmem_only faults, as
+ * drm_gpusvm): they migrate it there and retry.  If other devices or the
+ * CPU keep taking it away for 200 ms, the atomic runs where the page is
+ * (system or peer memory, as a device with PCIe or link atomics would)
+ * rather than starve; usvm_device_stats counts these in atomics_elsewhere.
+ */
 int usvm_dev_atomic_add_u64(struct usvm_kctx *ctx, uint64_t *addr, uint64_t v, uint64_t *old);
 int usvm_dev_atomic_cmpxchg_u64(struct usvm_kctx *ctx, uint64_t *addr, uint64_t expected,
 				uint64_t desired, uint64_t *old);
@@ -458,6 +464,8 @@ struct usvm_device_stats {
 	uint64_t bytes_mapped_device;  /* bound from this device's pagemap */
 	uint64_t bytes_mapped_peer;    /* bound from another pagemap in place */
 	uint64_t atomics;
+	uint64_t atomics_elsewhere;    /* ... run in system/peer memory: the page kept
+					* being taken away (see usvm_dev_atomic_add_u64) */
 	uint64_t bytes_read, bytes_written;
 };
 

@@ -31,7 +31,10 @@
 #include "migrate/migrate.h"
 
 #define FAULT_RETRY_LIMIT 256
-#define ATOMIC_DEADLINE_NS 5000000000ull
+#define ATOMIC_DEVMEM_WAIT_NS 200000000ull
+/* A failed migration is retried with a doubled timeslice (more time for the
+ * pages to stay once they arrive), up to this. */
+#define TIMESLICE_CAP_MS(dev) MAX_UL((dev)->timeslice_ms, 100ul)
 
 struct usvm_device {
 	char name[32];
@@ -47,7 +50,7 @@ struct usvm_device {
 		_Atomic uint64_t device_faults, fault_retries, fatal_faults;
 		_Atomic uint64_t migrations_requested, migration_failures;
 		_Atomic uint64_t bytes_mapped_system, bytes_mapped_device, bytes_mapped_peer;
-		_Atomic uint64_t atomics, bytes_read, bytes_written;
+		_Atomic uint64_t atomics, atomics_elsewhere, bytes_read, bytes_written;
 	} st;
 };
 
@@ -128,16 +131,35 @@ static struct usvm_pagemap *dev_memory(struct usvm_device *dev)
 	return pm && !atomic_load(&pm->unbound) ? pm : NULL;
 }
 
-static int range_in_preferred(struct usvm_device *dev, struct usvm_gpusvm_range *r)
+/* Where atomics must find their page: this device's own memory (as Xe's
+ * devmem_only faults need the local VRAM), or NULL: system atomics. */
+static struct usvm_pagemap *atomic_memory(struct usvm_device *dev)
 {
+	struct usvm_pagemap *pm = dev->pagemap;
+
+	return pm && !atomic_load(&pm->unbound) ? pm : NULL;
+}
+
+/* Where a fault migrates to: atomics to this device's own memory, other
+ * accesses to the preferred pagemap (NULL: no migration). */
+static struct usvm_pagemap *migration_target(struct usvm_device *dev, int atomic)
+{
+	return atomic ? atomic_memory(dev) : dev_memory(dev);
+}
+
+/* Does every page of @r already sit in @target?  notifier_lock held. */
+static int range_in(struct usvm_device *dev, struct usvm_gpusvm_range *r,
+		    struct usvm_pagemap *target)
+{
+	uint32_t want = target == dev->pagemap ? USVM_INTERCONNECT_DRIVER : USVM_INTERCONNECT_PEER;
 	size_t i, n = (r->end - r->start) >> USVM_PAGE_SHIFT;
 
-	if (!dev_memory(dev))
+	if (!target)
 		return 1; /* no device memory: system pages are as good as it gets */
 	if (!usvm_gpusvm_range_pages_valid(r))
 		return 0;
 	for (i = 0; i < n; i++)
-		if (r->addrs[i].proto != USVM_INTERCONNECT_DRIVER)
+		if (r->addrs[i].proto != want)
 			return 0;
 	return 1;
 }
@@ -152,12 +174,12 @@ static int entry_ok(struct usvm_device *dev, struct usvm_gpusvm_range *r, uintpt
 		return 0;
 	e = &r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
 	/* Atomics need this device's memory (unless it has none: system atomics). */
-	return !atomic || !dev_memory(dev) || e->proto == USVM_INTERCONNECT_DRIVER;
+	return !atomic || !atomic_memory(dev) || e->proto == USVM_INTERCONNECT_DRIVER;
 }
 
 static int needs_migration(struct usvm_device *dev, struct usvm_gpusvm_range *r, int atomic)
 {
-	if (!dev_memory(dev) || !r->migrate_devmem)
+	if (!migration_target(dev, atomic) || !r->migrate_devmem)
 		return 0;
 	if (atomic)
 		return 1;
@@ -209,26 +231,28 @@ static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
 			break;
 		}
 		if (migrate_tries > 0 && needs_migration(dev, r, atomic)) {
+			struct usvm_pagemap *target = migration_target(dev, atomic);
+
 			pthread_rwlock_rdlock(&svm->notifier_lock);
-			valid = range_in_preferred(dev, r);
+			valid = range_in(dev, r, target);
 			pthread_rwlock_unlock(&svm->notifier_lock);
 			if (!valid) {
 				migrate_tries--;
 				STAT_ADD(dev->st.migrations_requested, 1);
-				err = usvm_pagemap_populate_mm(dev->preferred, (void *)r->start,
+				err = usvm_pagemap_populate_mm(target, (void *)r->start,
 							       (void *)r->end, dev->mm, timeslice);
 				r->skip_migrate = 1;
 				if (err) {
 					STAT_ADD(dev->st.migration_failures, 1);
 					/* CPU mappings may have changed, or memory is short:
 					 * retry; without devmem_only we fall back to system. */
-					timeslice <<= 1;
+					timeslice = MIN_UL(timeslice * 2, TIMESLICE_CAP_MS(dev));
 					if (atomic && migrate_tries > 0)
 						continue;
 				}
 			}
 		}
-		ctx.devmem_only = atomic && dev_memory(dev) != NULL;
+		ctx.devmem_only = atomic && atomic_memory(dev) != NULL;
 		err = usvm_gpusvm_range_get_pages(svm, r, &ctx);
 		if (err == -EOPNOTSUPP) {
 			usvm_gpusvm_range_evict(svm, r);
@@ -313,56 +337,92 @@ static int do_plain(void *p, size_t len, struct access *a, int guarded)
 	return 0;
 }
 
-/* One access within one page, with device faults as needed. */
+/* An atomic at a system page, reporting -EFAULT instead of crashing when
+ * nothing is mapped there any more. */
+static int guarded_atomic(void *p, struct access *a)
+{
+	sigjmp_buf jb;
+	int err;
+
+	if (sigsetjmp(jb, 1)) {
+		dev_guard = NULL;
+		return -EFAULT;
+	}
+	dev_guard = &jb;
+	__asm__ volatile("" ::: "memory");
+	err = do_atomic(p, a);
+	__asm__ volatile("" ::: "memory");
+	dev_guard = NULL;
+	return err;
+}
+
+/*
+ * The access itself, through a valid translation @e; called with the
+ * notifier lock held for reading, which it drops.  Device memory is
+ * accessed under the lock (it cannot move meanwhile); a system page through
+ * the managed address, behaving as a CPU access: a fault there means
+ * nothing is mapped at @va any more (munmap behind our back), a fatal
+ * device fault.
+ */
+static int access_mapped(struct usvm_kctx *ctx, struct usvm_gpusvm *svm,
+			 struct usvm_device_addr e, uintptr_t va, size_t len, struct access *a)
+{
+	int atomic = a->op == OP_ADD || a->op == OP_CMPXCHG, err;
+
+	if (e.proto != USVM_INTERCONNECT_SYSTEM) {
+		void *p = (void *)(e.addr + (va & (USVM_PAGE_SIZE - 1)));
+
+		err = atomic ? do_atomic(p, a) : do_plain(p, len, a, 0);
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		return err;
+	}
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	err = atomic ? guarded_atomic((void *)va, a) : do_plain((void *)va, len, a, 1);
+	if (err == -EFAULT) {
+		STAT_ADD(ctx->dev->st.fatal_faults, 1);
+		ctx->fatal = 1;
+	}
+	return err;
+}
+
+/*
+ * One access within one page, with device faults as needed.  Atomics first
+ * want the page in this device's memory; if other devices or the CPU keep
+ * taking it away for longer than ATOMIC_DEVMEM_WAIT_NS, the atomic runs
+ * where the page is (system or peer memory, as a device with PCIe or link
+ * atomics would) instead of starving.
+ */
 static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct access *a)
 {
 	struct usvm_device *dev = ctx->dev;
 	struct usvm_gpusvm *svm = &dev->svm;
-	int atomic = a->op == OP_ADD || a->op == OP_CMPXCHG;
-	uint64_t deadline = 0;
+	int devmem = a->op == OP_ADD || a->op == OP_CMPXCHG;
+	uint64_t since = 0;
 	int tries;
 
 	for (tries = 0;; tries++) {
 		struct usvm_gpusvm_range *r;
-		struct usvm_device_addr e;
 		int err;
 
 		mm_events_settle(dev->mm);
 		pthread_rwlock_rdlock(&svm->notifier_lock);
 		r = usvm_gpusvm_range_find(svm, va);
-		if (entry_ok(dev, r, va, atomic)) {
-			e = r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
-			if (e.proto != USVM_INTERCONNECT_SYSTEM) {
-				/* Device memory: access under the lock; it cannot move. */
-				void *p = (void *)(e.addr + (va & (USVM_PAGE_SIZE - 1)));
-
-				err = atomic ? do_atomic(p, a) : do_plain(p, len, a, 0);
-				pthread_rwlock_unlock(&svm->notifier_lock);
-				return err;
+		if (entry_ok(dev, r, va, devmem))
+			return access_mapped(ctx, svm, r->addrs[(va - r->start) >> USVM_PAGE_SHIFT],
+					     va, len, a);
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		err = device_fault(dev, va, devmem);
+		if (devmem && (err == -EBUSY || (!err && tries > FAULT_RETRY_LIMIT / 4))) {
+			if (!since)
+				since = usvm_now_ns();
+			if (usvm_now_ns() - since > ATOMIC_DEVMEM_WAIT_NS) {
+				devmem = 0;
+				tries = 0;
+				STAT_ADD(dev->st.atomics_elsewhere, 1);
+			} else if (tries > FAULT_RETRY_LIMIT / 4) {
+				usleep(100);
 			}
-			pthread_rwlock_unlock(&svm->notifier_lock);
-			if (atomic) {
-				err = do_atomic((void *)va, a); /* device without memory */
-				return err;
-			}
-			/* System page: the managed address, behaving as a CPU access.
-			 * A fault there means nothing is mapped at @va any more
-			 * (munmap behind our back): a fatal device fault. */
-			err = do_plain((void *)va, len, a, 1);
-			if (!err)
-				return 0;
-			STAT_ADD(dev->st.fatal_faults, 1);
-			ctx->fatal = 1;
-			return err;
-		} else {
-			pthread_rwlock_unlock(&svm->notifier_lock);
-		}
-		err = device_fault(dev, va, atomic);
-		if (err && atomic && err == -EBUSY) {
-			if (!deadline)
-				deadline = usvm_now_ns() + ATOMIC_DEADLINE_NS;
-			if (usvm_now_ns() < deadline)
-				continue;
+			continue;
 		}
 		if (err || tries > FAULT_RETRY_LIMIT) {
 			STAT_ADD(dev->st.fatal_faults, 1);
@@ -540,7 +600,7 @@ int usvm_device_prefetch(struct usvm_device *dev, void *addr, size_t len)
 
 		pthread_rwlock_rdlock(&dev->svm.notifier_lock);
 		r = usvm_gpusvm_range_find(&dev->svm, va);
-		ok = entry_ok(dev, r, va, 0) && range_in_preferred(dev, r);
+		ok = entry_ok(dev, r, va, 0) && range_in(dev, r, dev_memory(dev));
 		next = r ? r->end : va + USVM_PAGE_SIZE;
 		pthread_rwlock_unlock(&dev->svm.notifier_lock);
 		if (!ok) {
@@ -652,7 +712,7 @@ int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *o)
 	C(device_faults); C(fault_retries); C(fatal_faults);
 	C(migrations_requested); C(migration_failures);
 	C(bytes_mapped_system); C(bytes_mapped_device); C(bytes_mapped_peer);
-	C(atomics); C(bytes_read); C(bytes_written);
+	C(atomics); C(atomics_elsewhere); C(bytes_read); C(bytes_written);
 #undef C
 	o->ranges_created = STAT_READ(dev->svm.ranges_created);
 	o->ranges_removed = STAT_READ(dev->svm.ranges_removed);

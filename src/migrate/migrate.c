@@ -431,10 +431,14 @@ static long take_pages(struct usvm_devmem *dm, const uintptr_t *src, long n,
 	if (usvm_inject_fail(USVM_INJECT_COPY_TO_DEVMEM))
 		return -EIO;
 	taken = dm->ops->copy_to_devmem(dm, dm->pfn, src, (unsigned long)n, &stop);
+	if (taken < n && (stop == EBUSY || taken == -EBUSY))
+		res->unshare_at = src[taken > 0 ? taken : 0];
+	/* No mapping there any more (unmapped behind our back, its event not
+	 * applied yet) or one UFFDIO_MOVE refuses (mprotect, mlock). */
+	if (taken == -ENOENT || taken == -EINVAL)
+		return -EFAULT;
 	if (taken < 0)
 		return taken;
-	if (taken < n && stop == EBUSY)
-		res->unshare_at = src[taken];
 	if (taken > 0)
 		commit_taken(dm, src, taken, timeslice_ms, usvm_now_ns() - t0);
 	return taken;

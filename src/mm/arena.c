@@ -15,7 +15,6 @@
 #include <sys/ioctl.h>
 #include "mm.h"
 #include "uffd.h"
-#include "migrate/migrate.h"
 
 /* ---- allocation table: start address -> pages (open addressing) ------- */
 

@@ -36,10 +36,11 @@ static void forget_gone_regions(struct usvm_mm *mm)
 	for (i = 0; i < mm->nregions;) {
 		struct usvm_region *r = mm->regions[i];
 
-		if (r->kind == USVM_REGION_USER && region_gone(r)) {
+		if (r->kind != USVM_REGION_ARENA && region_gone(r)) {
 			mm_region_remove_locked(mm, r);
+			if (r->kind == USVM_REGION_USER)
+				STAT_SUB(mm->st.registered_ranges, 1);
 			mm_region_free(r);
-			STAT_SUB(mm->st.registered_ranges, 1);
 			continue;
 		}
 		i++;
@@ -66,7 +67,7 @@ static void handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 			flags = 0;
 		}
 		mm_drop_range(mm, r, start, end, ev, flags);
-		any_gone |= r->kind == USVM_REGION_USER && region_gone(r);
+		any_gone |= r->kind != USVM_REGION_ARENA && region_gone(r);
 	}
 	usvm_rwlock_unlock(&mm->regions_lock);
 	if (any_gone)
@@ -121,32 +122,126 @@ static void remap_device_pages(struct usvm_mm *mm, uintptr_t from, uintptr_t to,
 	usvm_rwlock_unlock(&mm->regions_lock);
 }
 
-static void handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len)
+/*
+ * How much of the new mapping to track: mremap may have grown it (the event
+ * carries the old length), and the grown tail is registered with us too.
+ * Up to the end of the mapping, stopping at the next region; regions_lock held.
+ */
+static size_t new_extent(struct usvm_mm *mm, uintptr_t to, size_t len)
 {
-	struct usvm_region *oldr, *newr;
-	unsigned char vec;
+	uintptr_t end = mm_vma_end(mm, to);
+	size_t i;
+
+	if (end <= to + len)
+		return len;
+	for (i = 0; i < mm->nregions; i++)
+		if (mm->regions[i]->start >= to + len && mm->regions[i]->start < end)
+			end = mm->regions[i]->start;
+	return end - to;
+}
+
+/* The first region overlapping [start, end), or NULL; regions_lock held. */
+static struct usvm_region *first_region_in(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	size_t i;
+
+	for (i = 0; i < mm->nregions; i++)
+		if (mm->regions[i]->end > start && mm->regions[i]->start < end)
+			return mm->regions[i];
+	return NULL;
+}
+
+/*
+ * The kernel put a new mapping at [s, e) while regions of an old one are
+ * still tracked there: the old one's UNMAP or REMAP is queued behind the
+ * event being applied (its caller released the addresses before ours could
+ * reuse them, but queued its event later).  Apply that one first; if it is
+ * not read yet, have the reader read it.
+ */
+static int clear_stale(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
+{
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(5000);
+
+	for (;;) {
+		struct usvm_region *r;
+		uintptr_t lo = 0, hi = 0;
+
+		usvm_rwlock_rdlock(&mm->regions_lock);
+		r = first_region_in(mm, s, e);
+		if (r) {
+			lo = MAX_UL(s, r->start);
+			hi = MIN_UL(e, r->end);
+		}
+		usvm_rwlock_unlock(&mm->regions_lock);
+		if (!r)
+			return 0;
+		if (mm_apply_queued_for(mm, lo, hi))
+			continue;
+		if (!usvm_backoff(&bo))
+			return -EEXIST;
+		mm_read_pass(mm);
+	}
+}
+
+/*
+ * [ps, pe) of one region moved to @to + (ps - @from): track the new place
+ * (its faults wait until the device-resident pages have been put back
+ * there), then put them there.  @last: the piece ending the move, which
+ * also takes the tail mremap may have grown.
+ */
+static void remap_piece(struct usvm_mm *mm, int uffd, uintptr_t from, uintptr_t to,
+			uintptr_t ps, uintptr_t pe, int last)
+{
+	uintptr_t nto = to + (ps - from);
+	size_t nlen = pe - ps;
+	struct usvm_region *newr;
 	int err;
 
-	usvm_rwlock_rdlock(&mm->regions_lock);
-	oldr = mm_region_find(mm, from);
-	if (oldr)
-		len = MIN_UL(len, oldr->end - from);
-	newr = oldr ? mm_region_new(to, to + len, USVM_REGION_USER, oldr->uffd) : NULL;
-	usvm_rwlock_unlock(&mm->regions_lock);
-	if (!oldr)
-		return;
-	/* The new range is tracked from now on; faults there wait until the
-	 * device-resident pages have been put back at their new place. */
-	err = newr ? (atomic_store(&newr->pending, 1), mm_region_insert(mm, newr)) : -ENOMEM;
+	if (last) {
+		usvm_rwlock_rdlock(&mm->regions_lock);
+		nlen = new_extent(mm, nto, nlen);
+		usvm_rwlock_unlock(&mm->regions_lock);
+	}
+	err = clear_stale(mm, nto, nto + nlen);
+	newr = err ? NULL : mm_region_new(nto, nto + nlen, USVM_REGION_USER, uffd);
+	err = err ? err : newr ? (atomic_store(&newr->pending, 1), mm_region_insert(mm, newr))
+			       : -ENOMEM;
 	if (err) {
-		usvm_log("mremap to %#lx: cannot track the new range (%d)", (unsigned long)to, err);
+		usvm_log("mremap to %#lx: cannot track the new range (%d)", (unsigned long)nto, err);
 		newr = NULL;
 	} else {
 		STAT_ADD(mm->st.registered_ranges, 1);
 	}
-	remap_device_pages(mm, from, to, len);
+	remap_device_pages(mm, ps, nto, pe - ps);
 	if (newr)
 		atomic_store(&newr->pending, 0);
+}
+
+static void handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len)
+{
+	uintptr_t cur = from, end = from + len;
+	unsigned char vec;
+
+	/* The moved range may span several regions (e.g. a range and the
+	 * tail registered after it grew in place: one mapping, two regions). */
+	while (cur < end) {
+		struct usvm_region *r;
+		uintptr_t ps, pe;
+		int uffd;
+
+		usvm_rwlock_rdlock(&mm->regions_lock);
+		r = first_region_in(mm, cur, end);
+		if (r) {
+			ps = MAX_UL(cur, r->start);
+			pe = MIN_UL(end, r->end);
+			uffd = r->uffd;
+		}
+		usvm_rwlock_unlock(&mm->regions_lock);
+		if (!r)
+			break;
+		remap_piece(mm, uffd, from, to, ps, pe, pe == end);
+		cur = pe;
+	}
 	/* Unless the program used MREMAP_DONTUNMAP, the old addresses are not
 	 * even mapped any more. */
 	if (mincore((void *)from, USVM_PAGE_SIZE, &vec) && errno == ENOMEM)

@@ -236,7 +236,8 @@ static void *applier_main(void *arg)
 		q_pop(&d->events, &m);
 		d->applying = m;
 		pthread_mutex_unlock(&d->lock);
-		mm_apply_event(mm, &m);
+		if (m.event) /* 0: applied early by mm_apply_queued_for() */
+			mm_apply_event(mm, &m);
 		pthread_mutex_lock(&d->lock);
 		d->applying.event = 0;
 		atomic_fetch_add(&d->ev_applied, 1);
@@ -359,6 +360,7 @@ static void *reader_main(void *arg)
 		}
 		read_all(d, mm->uffd_arena);
 		read_all(d, mm->uffd_user);
+		atomic_fetch_add(&d->passes, 1);
 		timeout = release_ready(d);
 	}
 	return NULL;
@@ -428,6 +430,45 @@ uint32_t mm_later_event(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi)
 	ev = m ? m->event : 0;
 	pthread_mutex_unlock(&mm->d.lock);
 	return ev;
+}
+
+void mm_read_pass(struct usvm_mm *mm)
+{
+	struct mm_dispatch *d = &mm->d;
+	uint64_t p = atomic_load(&d->passes);
+
+	/* The pass in progress may have started before the call: wait for
+	 * the next one, poking every round (the reader may have drained an
+	 * earlier poke already). */
+	while (atomic_load(&d->passes) < p + 2 && !atomic_load(&d->stopping)) {
+		poke(d);
+		usleep(20);
+	}
+}
+
+int mm_apply_queued_for(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi)
+{
+	struct mm_dispatch *d = &mm->d;
+	struct mm_msg m = { 0 };
+	size_t i;
+
+	pthread_mutex_lock(&d->lock);
+	for (i = 0; i < d->events.count; i++) {
+		struct mm_msg *q = &d->events.v[(d->events.head + i) % d->events.cap];
+
+		/* An UNMAP of the range, or a REMAP moving it away. */
+		if ((q->event == UFFD_EVENT_UNMAP && q->a < hi && lo < q->b) ||
+		    (q->event == UFFD_EVENT_REMAP && q->a < hi && lo < q->a + q->c)) {
+			m = *q;
+			q->event = 0; /* counted as applied when the applier pops it */
+			break;
+		}
+	}
+	pthread_mutex_unlock(&d->lock);
+	if (!m.event)
+		return 0;
+	mm_apply_event(mm, &m);
+	return 1;
 }
 
 /* ---- start / stop ---------------------------------------------------------------- */

@@ -293,11 +293,11 @@ int mm_migrate_range_to_ram(struct usvm_mm *mm, struct usvm_region *r,
 	for_each_block(a, bend, MAX_UL(start, r->start), MIN_UL(end, r->end)) {
 		struct usvm_backoff bo = USVM_BACKOFF_INIT(10000);
 
-		if (!(region_blk(r, a) & MM_BLK_STATE))
-			continue;
 		do {
+			/* The state bit is read under the lock: a populate that
+			 * passed its checks before may be committing right now. */
 			mm_block_lock_acquire(mm, a);
-			err = block_to_ram(r, a, bend);
+			err = region_blk(r, a) & MM_BLK_STATE ? block_to_ram(r, a, bend) : 0;
 			mm_block_lock_release(mm, a);
 			/* -EAGAIN: an event is queued (the reader reads it
 			 * soon); -EIO: a copy failed.  Both are retried,
@@ -485,6 +485,26 @@ void usvm_mm_destroy(struct usvm_mm *mm)
 
 /* ---- registered ranges -------------------------------------------------- */
 
+/*
+ * The range overlaps a tracked region.  If that region's memory is gone
+ * (the mapping there now is not registered with us), another thread's
+ * munmap or mremap released it and its event is still on its way: wait for
+ * it, then try again.  A real overlap is -EEXIST at once.
+ */
+static int register_over_stale(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
+			       struct usvm_region **r)
+{
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(5000);
+	int err = -EEXIST;
+
+	while (err == -EEXIST && mm_vma_uffd_registered(start) == 0 && usvm_backoff(&bo)) {
+		mm_read_pass(mm);
+		mm_events_settle(mm);
+		err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, r);
+	}
+	return err;
+}
+
 int usvm_register(struct usvm_mm *mm, void *addr, size_t len)
 {
 	uintptr_t start = (uintptr_t)addr, end = start + len;
@@ -501,6 +521,8 @@ int usvm_register(struct usvm_mm *mm, void *addr, size_t len)
 	/* An old range unmapped just before must be forgotten first. */
 	mm_events_settle(mm);
 	err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, &r);
+	if (err == -EEXIST)
+		err = register_over_stale(mm, start, end, &r);
 	if (err)
 		return err;
 	err = uffd_register(mm->uffd_user, start, len);

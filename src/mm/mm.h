@@ -237,6 +237,7 @@ struct mm_dispatch {
 	pthread_rwlock_t install_lock;
 	_Atomic uint64_t read_gen;  /* odd while the reader is inside read() */
 	_Atomic uint64_t ev_read, ev_applied;
+	_Atomic uint64_t passes;    /* complete read passes over every userfaultfd */
 	atomic_int stopping;
 };
 
@@ -400,6 +401,20 @@ void mm_install_end(struct usvm_mm *mm);
 uint32_t mm_later_event(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi);
 void mm_install_begin_applier(struct usvm_mm *mm);
 
+/*
+ * Wait until the reader has read everything raised before the call (not
+ * for it to be applied).  Never from the reader itself.
+ */
+void mm_read_pass(struct usvm_mm *mm);
+/*
+ * The applier only: apply now, out of queue order, a queued UNMAP of
+ * [lo, hi) or REMAP moving it away.  Used when the kernel already reused
+ * those addresses (so that event logically came first: its caller had
+ * released them before) but it was queued after the event being applied.
+ * Returns 1 if one was applied.
+ */
+int mm_apply_queued_for(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi);
+
 /* ---- faults (fault.c) --------------------------------------------------------- */
 
 int mm_dispatch_start(struct usvm_mm *mm, unsigned int nworkers);
@@ -439,6 +454,10 @@ void mm_put(struct usvm_mm *mm);
 
 /* ---- capabilities (probe.c) ------------------------------------------------------- */
 
+/* End of the mapping holding @addr (0: none). */
+uintptr_t mm_vma_end(struct usvm_mm *mm, uintptr_t addr);
+/* Is the mapping at @addr registered with a userfaultfd?  1, 0, -1 unknown. */
+int mm_vma_uffd_registered(uintptr_t addr);
 /* Is [start, end) private anonymous read-write memory?  0, -EINVAL, -EFAULT. */
 int mm_check_anon_private(struct usvm_mm *mm, uintptr_t start, uintptr_t end);
 

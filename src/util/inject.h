@@ -18,7 +18,7 @@
  *   uffd            -EAGAIN from UFFDIO_MOVE/COPY/ZEROPAGE, as when the
  *                   address space is changing: every caller retries.
  *
- * The configuration is read by usvm_mm_create (and can be changed by
+ * The configuration is read whenever an mm is created (and can be changed by
  * usvm_inject_configure); the random stream is seeded by
  * USVM_FAULT_INJECT_SEED.
  */
