@@ -73,6 +73,18 @@ long usvm_host_take_pages(int pool_uffd, uintptr_t dst, uintptr_t src, size_t le
 		}
 		if (r == -EAGAIN && ++tries < QUICK_TRIES)
 			continue;
+		/*
+		 * -EEXIST: the pool page is filled although it was empty when
+		 * allocated.  A move cut short can report fewer pages than it
+		 * moved (seen on Linux 6.18 under contention): if the source
+		 * page is gone, this one moved already.  The caller holds the
+		 * block lock, so nothing else fills or empties the source.
+		 */
+		if (r == -EEXIST && !usvm_host_page_mapped(src + off)) {
+			usvm_log2("take: page %#lx moved without being counted", (unsigned long)(src + off));
+			off += USVM_PAGE_SIZE;
+			continue;
+		}
 		/* -EBUSY: shared since fork or pinned; -EAGAIN: busy now. */
 		*stop = r ? (int)-r : EIO;
 		break;

@@ -206,10 +206,16 @@ static int mmop_move_page(struct mm_devmem *m, uint32_t idx, uintptr_t dst)
 	return 0;
 }
 
+static void mmop_rehome(struct mm_devmem *m, struct usvm_region *r)
+{
+	to_devmem(m)->region = r;
+}
+
 const struct mm_devmem_ops usvm_devmem_mm_ops = {
 	.migrate_to_ram = mmop_migrate_to_ram,
 	.drop_page = mmop_drop_page,
 	.move_page = mmop_move_page,
+	.rehome = mmop_rehome,
 };
 
 /* ---- eviction ------------------------------------------------------------------- */
@@ -481,8 +487,13 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 	err = evict_peer_pages(pm, r, src, n, &res->from_peer);
 	if (err)
 		goto err_abandon;
+	/* Not while these addresses may be changing hands (munmap/mremap). */
+	err = mm_take_begin(mm, r->uffd, start, end);
+	if (err)
+		goto err_abandon;
 	mm_invalidate(mm, start, end, USVM_INVAL_MIGRATE);
 	taken = take_pages(dm, src, n, timeslice_ms, res);
+	mm_install_end(mm);
 	if (taken <= 0) {
 		err = taken < 0 ? (int)taken : res->unshare_at ? -EBUSY : -EAGAIN;
 		goto err_abandon;

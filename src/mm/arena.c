@@ -372,6 +372,11 @@ static int free_dedicated(struct usvm_mm *mm, struct usvm_region *r)
 	atomic_store(&r->dying, 1);
 	/* Unpublished first: populates and faults can no longer find it. */
 	usvm_rwlock_wrlock(&mm->regions_lock);
+	if (mm_region_find(mm, r->start) != r) {
+		/* The program unmapped it itself and it was forgotten. */
+		usvm_rwlock_unlock(&mm->regions_lock);
+		return 0;
+	}
 	mm_region_remove_locked(mm, r);
 	usvm_rwlock_unlock(&mm->regions_lock);
 	for_each_block(a, bend, r->start, r->end) {

@@ -16,6 +16,7 @@
  * entries with the VA.
  */
 #include <errno.h>
+#include <string.h>
 #include <sys/mman.h>
 #include "mm.h"
 #include "uffd.h"
@@ -48,10 +49,122 @@ static void forget_gone_regions(struct usvm_mm *mm)
 	usvm_rwlock_unlock(&mm->regions_lock);
 }
 
+/* Does a device allocation hold pages of @r both in [a, s) and [e, b)? */
+static int dm_straddles(struct usvm_region *r, uintptr_t a, uintptr_t s, uintptr_t e, uintptr_t b)
+{
+	uintptr_t p, q;
+
+	for (p = a; p < s; p += USVM_PAGE_SIZE) {
+		struct mm_devmem *dm = region_page(r, p)->dm;
+
+		if (!dm)
+			continue;
+		for (q = e; q < b; q += USVM_PAGE_SIZE)
+			if (region_page(r, q)->dm == dm)
+				return 1;
+	}
+	return 0;
+}
+
+/* Copy @r's states of [a, bend) into @n (one block); block lock held. */
+static void copy_block_states(struct usvm_region *r, struct usvm_region *n, uintptr_t a,
+			      uintptr_t bend)
+{
+	unsigned int blk = region_blk(r, a);
+	uintptr_t p;
+
+	if (!blk)
+		return;
+	region_blk_set(n, a, blk);
+	if (!(blk & MM_BLK_STATE))
+		return;
+	for (p = a; p < bend; p += USVM_PAGE_SIZE) {
+		struct usvm_page *from = region_page(r, p);
+
+		if (from->dm) {
+			region_page_set_dm(n, p, from->dm, from->idx);
+			from->dm->ops->rehome(from->dm, n);
+		}
+		if (page_flags(from))
+			region_page_set_flags(n, p, page_flags(from), 0);
+	}
+}
+
+/*
+ * The program unmapped [s, e) out of the middle or an end of registered
+ * range @r: track what is left as ranges of their own, so that the freed
+ * addresses can be mapped and registered again.  (The kernel's GPU SVM
+ * never splits its ranges; usvm's regions are the program's mappings, and
+ * the kernel splits those.)  Skipped, keeping the pages flagged unmapped,
+ * when a device allocation has pages on both sides of a hole inside one
+ * block.  regions_lock held for writing.
+ */
+static void split_region(struct usvm_mm *mm, struct usvm_region *r, uintptr_t s, uintptr_t e)
+{
+	struct usvm_region *part[2] = { NULL, NULL };
+	uintptr_t a, bend, blk = ALIGN_DOWN_UL(s, USVM_BLOCK_SIZE);
+	int i, err = 0;
+
+	if (atomic_load(&r->dying) || atomic_load(&r->pending) || (s <= r->start && e >= r->end))
+		return;
+	if (ALIGN_DOWN_UL(e - 1, USVM_BLOCK_SIZE) == blk && s > r->start && e < r->end &&
+	    dm_straddles(r, MAX_UL(blk, r->start), s, e, MIN_UL(blk + USVM_BLOCK_SIZE, r->end)))
+		return;
+	if (s > r->start)
+		part[0] = mm_region_new(r->start, s, USVM_REGION_USER, r->uffd);
+	if (e < r->end)
+		part[1] = mm_region_new(e, r->end, USVM_REGION_USER, r->uffd);
+	if ((s > r->start && !part[0]) || (e < r->end && !part[1]))
+		err = -ENOMEM;
+	for (i = 0; !err && i < 2; i++) {
+		if (!part[i])
+			continue;
+		memset(part[i]->blk, 0, part[i]->nblk); /* copied from @r below */
+		for_each_block(a, bend, part[i]->start, part[i]->end) {
+			mm_block_lock_acquire(mm, a);
+			copy_block_states(r, part[i], a, bend);
+			mm_block_lock_release(mm, a);
+		}
+	}
+	if (err) {
+		for (i = 0; i < 2; i++)
+			if (part[i])
+				mm_region_free(part[i]);
+		return;
+	}
+	mm_region_remove_locked(mm, r);
+	for (i = 0; i < 2; i++)
+		if (part[i])
+			mm_region_insert_locked(mm, part[i]);
+	if (part[0] && part[1])
+		STAT_ADD(mm->st.registered_ranges, 1);
+	mm_region_free(r);
+}
+
+/* Split the registered ranges partly unmapped by [start, end). */
+static void split_unmapped(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	size_t i;
+
+	usvm_rwlock_wrlock(&mm->regions_lock);
+	for (i = 0; i < mm->nregions; i++) {
+		struct usvm_region *r = mm->regions[i];
+
+		if (r->kind != USVM_REGION_USER || r->end <= start || r->start >= end ||
+		    (start <= r->start && end >= r->end))
+			continue;
+		split_region(mm, r, MAX_UL(start, r->start), MIN_UL(end, r->end));
+		i = 0; /* the array changed: start over (few regions overlap) */
+		if (mm->nregions && mm->regions[0]->end > start && mm->regions[0]->start < end)
+			continue;
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+}
+
 static void handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 			  enum usvm_inval_event ev)
 {
-	int any_gone = 0;
+	int any_gone = 0, any_split = 0;
 	size_t i;
 
 	usvm_rwlock_rdlock(&mm->regions_lock);
@@ -68,10 +181,14 @@ static void handle_remove(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 		}
 		mm_drop_range(mm, r, start, end, ev, flags);
 		any_gone |= r->kind != USVM_REGION_ARENA && region_gone(r);
+		any_split |= flags == MM_PAGE_UNMAPPED && r->kind == USVM_REGION_USER &&
+			     !region_gone(r);
 	}
 	usvm_rwlock_unlock(&mm->regions_lock);
 	if (any_gone)
 		forget_gone_regions(mm);
+	if (any_split)
+		split_unmapped(mm, start, end);
 }
 
 /* Put the device-resident pages of one block piece of @oldr at @to + offset. */
@@ -177,8 +294,12 @@ static int clear_stale(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
 			return 0;
 		if (mm_apply_queued_for(mm, lo, hi))
 			continue;
-		if (!usvm_backoff(&bo))
+		/* Its event may be raised and not read yet. */
+		if (!usvm_backoff(&bo)) {
+			usvm_log("mremap: [%#lx, %#lx) is still tracked for an old mapping",
+				 (unsigned long)lo, (unsigned long)hi);
 			return -EEXIST;
+		}
 		mm_read_pass(mm);
 	}
 }

@@ -410,6 +410,21 @@ int mm_install_begin(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi)
 	return -EAGAIN;
 }
 
+int mm_take_begin(struct usvm_mm *mm, int uffd, uintptr_t lo, uintptr_t hi)
+{
+	if (mm_install_begin(mm, lo, hi))
+		return -EAGAIN;
+	if (!uffd_changing(uffd))
+		return 0;
+	mm_install_end(mm);
+	return -EAGAIN;
+}
+
+int mm_changing(struct usvm_mm *mm)
+{
+	return uffd_changing(mm->uffd_arena) || uffd_changing(mm->uffd_user);
+}
+
 void mm_install_begin_applier(struct usvm_mm *mm)
 {
 	pthread_rwlock_rdlock(&mm->d.install_lock);

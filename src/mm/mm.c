@@ -99,34 +99,37 @@ struct usvm_region *mm_region_new(uintptr_t start, uintptr_t end,
 	return r;
 }
 
-int mm_region_insert(struct usvm_mm *mm, struct usvm_region *r)
+int mm_region_insert_locked(struct usvm_mm *mm, struct usvm_region *r)
 {
-	size_t i;
+	size_t i = region_lower_bound(mm, r->start);
 
-	usvm_rwlock_wrlock(&mm->regions_lock);
-	i = region_lower_bound(mm, r->start);
-	if (i < mm->nregions && mm->regions[i]->start < r->end) {
-		usvm_rwlock_unlock(&mm->regions_lock);
-		mm_region_free(r);
+	if (i < mm->nregions && mm->regions[i]->start < r->end)
 		return -EEXIST;
-	}
 	if (mm->nregions == mm->cap_regions) {
 		size_t cap = mm->cap_regions ? mm->cap_regions * 2 : 16;
 		struct usvm_region **n = realloc(mm->regions, cap * sizeof(*n));
 
-		if (!n) {
-			usvm_rwlock_unlock(&mm->regions_lock);
-			mm_region_free(r);
+		if (!n)
 			return -ENOMEM;
-		}
 		mm->regions = n;
 		mm->cap_regions = cap;
 	}
 	memmove(&mm->regions[i + 1], &mm->regions[i], (mm->nregions - i) * sizeof(*mm->regions));
 	mm->regions[i] = r;
 	mm->nregions++;
-	usvm_rwlock_unlock(&mm->regions_lock);
 	return 0;
+}
+
+int mm_region_insert(struct usvm_mm *mm, struct usvm_region *r)
+{
+	int err;
+
+	usvm_rwlock_wrlock(&mm->regions_lock);
+	err = mm_region_insert_locked(mm, r);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	if (err)
+		mm_region_free(r);
+	return err;
 }
 
 int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
@@ -486,10 +489,10 @@ void usvm_mm_destroy(struct usvm_mm *mm)
 /* ---- registered ranges -------------------------------------------------- */
 
 /*
- * The range overlaps a tracked region.  If that region's memory is gone
- * (the mapping there now is not registered with us), another thread's
- * munmap or mremap released it and its event is still on its way: wait for
- * it, then try again.  A real overlap is -EEXIST at once.
+ * The range overlaps a tracked region.  If another thread's munmap or
+ * mremap released those addresses, its event is still on its way (raised
+ * and unread, or the mapping there now is not registered with us): wait for
+ * it to be applied, then try again.  A real overlap is -EEXIST.
  */
 static int register_over_stale(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 			       struct usvm_region **r)
@@ -497,7 +500,9 @@ static int register_over_stale(struct usvm_mm *mm, uintptr_t start, uintptr_t en
 	struct usvm_backoff bo = USVM_BACKOFF_INIT(5000);
 	int err = -EEXIST;
 
-	while (err == -EEXIST && mm_vma_uffd_registered(start) == 0 && usvm_backoff(&bo)) {
+	/* While an event is in flight or unapplied, the overlap may be stale. */
+	while (err == -EEXIST && (mm_changing(mm) || mm_vma_uffd_registered(start) == 0) &&
+	       usvm_backoff(&bo)) {
 		mm_read_pass(mm);
 		mm_events_settle(mm);
 		err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, r);
@@ -564,6 +569,11 @@ int usvm_unregister(struct usvm_mm *mm, void *addr, size_t len)
 	}
 	usvm_rwlock_unlock(&mm->regions_lock);
 	usvm_rwlock_wrlock(&mm->regions_lock);
+	if (mm_region_find(mm, start) != r) {
+		/* Unmapped by the program meanwhile, and forgotten. */
+		usvm_rwlock_unlock(&mm->regions_lock);
+		return -EINVAL;
+	}
 	mm_region_remove_locked(mm, r);
 	usvm_rwlock_unlock(&mm->regions_lock);
 	/* Unregistering wakes any thread still waiting in a fault on it. */

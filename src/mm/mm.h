@@ -60,6 +60,7 @@
 /* ---- device memory as mm sees it ------------------------------------------ */
 
 struct mm_devmem;
+struct usvm_region;
 
 enum mm_migrate_cause {
 	MM_MIGRATE_CPU_FAULT,   /* a CPU touched a device-resident page */
@@ -86,6 +87,8 @@ struct mm_devmem_ops {
 	 * the address), and forget the page.  Return 0, -EAGAIN or -errno.
 	 */
 	int (*move_page)(struct mm_devmem *dm, uint32_t idx, uintptr_t dst);
+	/* The region tracking @dm's pages is now @r (a region was split). */
+	void (*rehome)(struct mm_devmem *dm, struct usvm_region *r);
 };
 
 /* Embedded at the start of a device allocation (struct usvm_devmem). */
@@ -320,6 +323,8 @@ struct usvm_region *mm_region_new(uintptr_t start, uintptr_t end,
 				  enum usvm_region_kind kind, int uffd);
 /* Publish @r.  Return 0, or -EEXIST (overlap: @r is freed). */
 int mm_region_insert(struct usvm_mm *mm, struct usvm_region *r);
+/* The same with regions_lock held for writing; @r is not freed on error. */
+int mm_region_insert_locked(struct usvm_mm *mm, struct usvm_region *r);
 /* Both.  Return 0, -EEXIST (overlap), -ENOMEM. */
 int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 		  enum usvm_region_kind kind, int uffd, struct usvm_region **out);
@@ -393,6 +398,16 @@ static inline void mm_events_settle(struct usvm_mm *mm)
  */
 int mm_install_begin(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi);
 void mm_install_end(struct usvm_mm *mm);
+/*
+ * The same bracket for taking CPU pages out of [lo, hi) (registered with
+ * @uffd) into device memory.  Those moves are not gated by the kernel
+ * (their destination is the pool), so it also fails while an event of
+ * @uffd is in flight: the addresses may already belong to a new mapping
+ * whose pages a stale region would take.  End with mm_install_end().
+ */
+int mm_take_begin(struct usvm_mm *mm, int uffd, uintptr_t lo, uintptr_t hi);
+/* Is any event of the mm's userfaultfds raised and not read yet? */
+int mm_changing(struct usvm_mm *mm);
 /*
  * For the applier only: is an event read after the one being applied about
  * to change [lo, hi)?  Returns its UFFD_EVENT_* or 0.  Call it inside the

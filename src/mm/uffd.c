@@ -177,6 +177,15 @@ long uffd_copy(int uffd, uintptr_t dst, uintptr_t src, size_t len, int wake)
 	return result(ret, c.copy);
 }
 
+int uffd_changing(int uffd)
+{
+	/* UFFDIO_WRITEPROTECT checks mmap_changing before anything else; an
+	 * empty range then fails with EINVAL and changes nothing. */
+	struct uffdio_writeprotect wp = { .range = { .start = 0, .len = 0 } };
+
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) && errno == EAGAIN;
+}
+
 int uffd_wake(int uffd, uintptr_t start, size_t len)
 {
 	struct uffdio_range r = { .start = start, .len = len };

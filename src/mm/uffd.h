@@ -56,5 +56,11 @@ long uffd_zeropage(int uffd, uintptr_t dst, size_t len, int wake);
 /* Copy bytes into non-present pages. */
 long uffd_copy(int uffd, uintptr_t dst, uintptr_t src, size_t len, int wake);
 int uffd_wake(int uffd, uintptr_t start, size_t len);
+/*
+ * Is an event of @uffd raised and its caller not resumed yet (the kernel's
+ * mmap_changing)?  From munmap/madvise/mremap's start until the reader has
+ * read its event, the addresses it concerns may already be reused.
+ */
+int uffd_changing(int uffd);
 
 #endif
