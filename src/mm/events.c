@@ -49,11 +49,14 @@ static void forget_gone_regions(struct usvm_mm *mm)
 	usvm_rwlock_unlock(&mm->regions_lock);
 }
 
-/* Does a device allocation hold pages of @r both in [a, s) and [e, b)? */
-static int dm_straddles(struct usvm_region *r, uintptr_t a, uintptr_t s, uintptr_t e, uintptr_t b)
+/* A device allocation holding pages of @r both in [a, s) and [e, b), or NULL. */
+static struct mm_devmem *dm_straddling(struct usvm_region *r, uintptr_t a, uintptr_t s,
+				       uintptr_t e, uintptr_t b)
 {
 	uintptr_t p, q;
 
+	if (!(region_blk(r, a) & MM_BLK_STATE))
+		return NULL;
 	for (p = a; p < s; p += USVM_PAGE_SIZE) {
 		struct mm_devmem *dm = region_page(r, p)->dm;
 
@@ -61,9 +64,36 @@ static int dm_straddles(struct usvm_region *r, uintptr_t a, uintptr_t s, uintptr
 			continue;
 		for (q = e; q < b; q += USVM_PAGE_SIZE)
 			if (region_page(r, q)->dm == dm)
-				return 1;
+				return dm;
 	}
-	return 0;
+	return NULL;
+}
+
+/*
+ * A hole inside one block: a device allocation with pages on both sides
+ * cannot belong to two regions, so it comes home first (what the kernel's
+ * GPU SVM does to a partially unmapped range).  A few quick retries while
+ * another event is in flight.  Returns non-zero when one could not.
+ */
+static int straddlers_home(struct usvm_mm *mm, struct usvm_region *r, uintptr_t a, uintptr_t s,
+			   uintptr_t e, uintptr_t b)
+{
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(100);
+	struct mm_devmem *dm;
+	long err = 0;
+
+	mm_block_lock_acquire(mm, a);
+	while ((dm = dm_straddling(r, a, s, e, b))) {
+		err = dm->ops->migrate_to_ram(dm, MM_MIGRATE_RANGE, NULL);
+		if (err < 0 && !usvm_backoff(&bo))
+			break;
+		err = 0;
+	}
+	mm_block_lock_release(mm, a);
+	if (err)
+		usvm_log("munmap: [%#lx, %#lx) stays tracked (%ld)", (unsigned long)s,
+			 (unsigned long)e, err);
+	return err != 0;
 }
 
 /* Copy @r's states of [a, bend) into @n (one block); block lock held. */
@@ -108,7 +138,8 @@ static void split_region(struct usvm_mm *mm, struct usvm_region *r, uintptr_t s,
 	if (atomic_load(&r->dying) || atomic_load(&r->pending) || (s <= r->start && e >= r->end))
 		return;
 	if (ALIGN_DOWN_UL(e - 1, USVM_BLOCK_SIZE) == blk && s > r->start && e < r->end &&
-	    dm_straddles(r, MAX_UL(blk, r->start), s, e, MIN_UL(blk + USVM_BLOCK_SIZE, r->end)))
+	    straddlers_home(mm, r, MAX_UL(blk, r->start), s, e,
+			    MIN_UL(blk + USVM_BLOCK_SIZE, r->end)))
 		return;
 	if (s > r->start)
 		part[0] = mm_region_new(r->start, s, USVM_REGION_USER, r->uffd);

@@ -219,12 +219,16 @@ static void *worker_main(void *arg)
 	}
 }
 
+/* Set on the applier thread: the event being applied is its own work. */
+static __thread int in_applier;
+
 static void *applier_main(void *arg)
 {
 	struct usvm_mm *mm = arg;
 	struct mm_dispatch *d = &mm->d;
 	struct mm_msg m;
 
+	in_applier = 1;
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		while (!d->events.count && !atomic_load(&d->stopping))
@@ -402,7 +406,7 @@ int mm_install_begin(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi)
 
 	pthread_rwlock_rdlock(&d->install_lock);
 	pthread_mutex_lock(&d->lock);
-	busy = msg_overlaps(&d->applying, lo, hi) || queued_overlap(d, lo, hi);
+	busy = (!in_applier && msg_overlaps(&d->applying, lo, hi)) || queued_overlap(d, lo, hi);
 	pthread_mutex_unlock(&d->lock);
 	if (!busy)
 		return 0;
