@@ -1134,9 +1134,9 @@ static void op_mremap(struct worker *w, int grow)
 		r = mremap(o->addr, o->len, newlen, MREMAP_MAYMOVE);
 		CHECK(r != MAP_FAILED, "mremap %zu -> %zu: %s", o->len, newlen, strerror(errno));
 	}
-	/* Grown in place: the kernel sends no event, so the tail is not
-	 * tracked until the program registers it (documented in usvm.h). */
-	if (r == o->addr && newlen > o->len) {
+	/* Grown: the tail is not tracked until the program registers it
+	 * (no event when grown in place; REMAP carries the old length). */
+	if (newlen > o->len) {
 		int err = usvm_register(g.mm, r + o->len, newlen - o->len);
 
 		if (err)

@@ -270,24 +270,6 @@ static void remap_device_pages(struct usvm_mm *mm, uintptr_t from, uintptr_t to,
 	usvm_rwlock_unlock(&mm->regions_lock);
 }
 
-/*
- * How much of the new mapping to track: mremap may have grown it (the event
- * carries the old length), and the grown tail is registered with us too.
- * Up to the end of the mapping, stopping at the next region; regions_lock held.
- */
-static size_t new_extent(struct usvm_mm *mm, uintptr_t to, size_t len)
-{
-	uintptr_t end = mm_vma_end(mm, to);
-	size_t i;
-
-	if (end <= to + len)
-		return len;
-	for (i = 0; i < mm->nregions; i++)
-		if (mm->regions[i]->start >= to + len && mm->regions[i]->start < end)
-			end = mm->regions[i]->start;
-	return end - to;
-}
-
 /* The first region overlapping [start, end), or NULL; regions_lock held. */
 static struct usvm_region *first_region_in(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 {
@@ -338,22 +320,17 @@ static int clear_stale(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
 /*
  * [ps, pe) of one region moved to @to + (ps - @from): track the new place
  * (its faults wait until the device-resident pages have been put back
- * there), then put them there.  @last: the piece ending the move, which
- * also takes the tail mremap may have grown.
+ * there), then put them there.  A tail mremap grew is not tracked (the
+ * event carries the old length only): the program registers it.
  */
 static void remap_piece(struct usvm_mm *mm, int uffd, uintptr_t from, uintptr_t to,
-			uintptr_t ps, uintptr_t pe, int last)
+			uintptr_t ps, uintptr_t pe)
 {
 	uintptr_t nto = to + (ps - from);
 	size_t nlen = pe - ps;
 	struct usvm_region *newr;
 	int err;
 
-	if (last) {
-		usvm_rwlock_rdlock(&mm->regions_lock);
-		nlen = new_extent(mm, nto, nlen);
-		usvm_rwlock_unlock(&mm->regions_lock);
-	}
 	err = clear_stale(mm, nto, nto + nlen);
 	newr = err ? NULL : mm_region_new(nto, nto + nlen, USVM_REGION_USER, uffd);
 	err = err ? err : newr ? (atomic_store(&newr->pending, 1), mm_region_insert(mm, newr))
@@ -391,7 +368,7 @@ static void handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_
 		usvm_rwlock_unlock(&mm->regions_lock);
 		if (!r)
 			break;
-		remap_piece(mm, uffd, from, to, ps, pe, pe == end);
+		remap_piece(mm, uffd, from, to, ps, pe);
 		cur = pe;
 	}
 	/* Unless the program used MREMAP_DONTUNMAP, the old addresses are not

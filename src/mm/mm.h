@@ -469,8 +469,6 @@ void mm_put(struct usvm_mm *mm);
 
 /* ---- capabilities (probe.c) ------------------------------------------------------- */
 
-/* End of the mapping holding @addr (0: none). */
-uintptr_t mm_vma_end(struct usvm_mm *mm, uintptr_t addr);
 /* Is the mapping at @addr registered with a userfaultfd?  1, 0, -1 unknown. */
 int mm_vma_uffd_registered(uintptr_t addr);
 /* Is [start, end) private anonymous read-write memory?  0, -EINVAL, -EFAULT. */

@@ -106,30 +106,6 @@ static int check_maps_file(uintptr_t start, uintptr_t end)
 	return covered >= end ? 0 : -EFAULT;
 }
 
-uintptr_t mm_vma_end(struct usvm_mm *mm, uintptr_t addr)
-{
-	struct procmap_query q = { .size = sizeof(q), .query_addr = addr };
-	FILE *f;
-	char line[256];
-	uintptr_t end = 0;
-
-	if (mm->maps_fd >= 0 && ioctl(mm->maps_fd, PROCMAP_QUERY, &q) == 0)
-		return (uintptr_t)q.vma_end;
-	f = fopen("/proc/self/maps", "r");
-	if (!f)
-		return 0;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long lo, hi;
-
-		if (sscanf(line, "%lx-%lx", &lo, &hi) == 2 && lo <= addr && addr < hi) {
-			end = hi;
-			break;
-		}
-	}
-	fclose(f);
-	return end;
-}
-
 int mm_vma_uffd_registered(uintptr_t addr)
 {
 	FILE *f = fopen("/proc/self/smaps", "r");

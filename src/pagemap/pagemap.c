@@ -171,7 +171,7 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p
 	default: STAT_ADD(pm->st.populate_ebusy, 1); break;
 	}
 	if (ret < 0)
-		usvm_log("%s: populate [%#lx, %#lx): %s", pm->name, (unsigned long)start,
+		usvm_log2("%s: populate [%#lx, %#lx): %s", pm->name, (unsigned long)start,
 			 (unsigned long)end, usvm_strerror(ret));
 	return ret;
 }
