@@ -214,6 +214,30 @@ int usvm_free(struct usvm_mm *mm, void *ptr);
  */
 int usvm_register(struct usvm_mm *mm, void *addr, size_t len);
 
+/*
+ * DOC: Changing managed memory behind usvm's back
+ *
+ * The kernel reports munmap, madvise and mremap of managed memory
+ * (userfaultfd events), and usvm applies each before any later access, CPU
+ * or device, is served: an access after the call returned sees its effect.
+ *
+ * - munmap: device copies are dropped; a registered range unmapped whole is
+ *   forgotten, one unmapped in part is split into what is left (a device
+ *   allocation with pages on both sides of a hole inside one 2 MiB block
+ *   comes home first).  The freed addresses can be registered again.
+ * - madvise(MADV_DONTNEED/FREE/REMOVE): device copies are dropped; the
+ *   range reads as zeros on the CPU and on devices.
+ * - mremap: device-resident pages follow the move.  A part mremap grows is
+ *   not tracked until the program registers it (the kernel reports only
+ *   the old length, and nothing at all for growth in place); until then
+ *   CPU accesses there behave as plain memory and devices get -EFAULT.
+ * - mprotect: the kernel reports nothing.  CPU accesses follow the new
+ *   protection (a read of a device-resident page of read-only memory comes
+ *   back by copy; a write faults as usual); populate of memory that is no
+ *   longer read-write fails with -EFAULT; device accesses to system pages
+ *   honour it (a fatal device fault), device-resident pages do not.
+ */
+
 /**
  * usvm_unregister() - give a registered range back to the program.
  *

@@ -381,6 +381,8 @@ static int access_mapped(struct usvm_kctx *ctx, struct usvm_gpusvm *svm,
 	if (err == -EFAULT) {
 		STAT_ADD(ctx->dev->st.fatal_faults, 1);
 		ctx->fatal = 1;
+		usvm_log("%s: fatal device fault at %#lx: nothing mapped there", ctx->dev->name,
+			 (unsigned long)va);
 	}
 	return err;
 }
@@ -427,6 +429,8 @@ static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct a
 		if (err || tries > FAULT_RETRY_LIMIT) {
 			STAT_ADD(dev->st.fatal_faults, 1);
 			ctx->fatal = 1;
+			usvm_log("%s: fatal device fault at %#lx: %s", dev->name, (unsigned long)va,
+				 usvm_strerror(err ? err : -EBUSY));
 			return err ? err : -EBUSY;
 		}
 	}

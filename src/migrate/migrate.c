@@ -190,16 +190,22 @@ static int mmop_move_page(struct mm_devmem *m, uint32_t idx, uintptr_t dst)
 		return -EIO;
 	mm_install_begin_applier(dm->mm);
 	later = mm_later_event(dm->mm, dst, dst + USVM_PAGE_SIZE);
-	if (later == UFFD_EVENT_REMOVE || later == UFFD_EVENT_UNMAP)
+	if (later == UFFD_EVENT_REMOVE || later == UFFD_EVENT_UNMAP) {
+		usvm_log2("mremap: %#lx is %s again: device copy dropped", (unsigned long)dst,
+			  later == UFFD_EVENT_REMOVE ? "discarded" : "unmapped");
 		dm->dropped++;
-	else
+	} else {
 		done = dm->ops->copy_to_ram(dm, &pfn, &dst, 1);
+	}
 	mm_install_end(dm->mm);
 	/* -EEXIST: the kernel moved a CPU page to @dst, so the old address
 	 * had one when mremap ran and this device copy was taken after it
 	 * (a populate racing with MREMAP_DONTUNMAP): the CPU page is right. */
-	if (done == -EEXIST)
+	if (done == -EEXIST) {
+		usvm_log("mremap: %#lx already has a CPU page: device copy dropped",
+			 (unsigned long)dst);
 		dm->dropped++;
+	}
 	else if (done != 1)
 		return done < 0 ? (int)done : -EAGAIN;
 	devmem_release_page(dm, idx);

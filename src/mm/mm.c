@@ -489,24 +489,58 @@ void usvm_mm_destroy(struct usvm_mm *mm)
 /* ---- registered ranges -------------------------------------------------- */
 
 /*
- * The range overlaps a tracked region.  If another thread's munmap or
- * mremap released those addresses, its event is still on its way (raised
- * and unread, or the mapping there now is not registered with us): wait for
- * it to be applied, then try again.  A real overlap is -EEXIST.
+ * Wait (bounded) until no munmap/madvise/mremap event is in flight and every
+ * event read has been applied: a region created now cannot then be hit by
+ * an event about the addresses' previous owner.
  */
-static int register_over_stale(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
-			       struct usvm_region **r)
+static void events_quiesce(struct usvm_mm *mm)
 {
-	struct usvm_backoff bo = USVM_BACKOFF_INIT(5000);
-	int err = -EEXIST;
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(2000);
 
-	/* While an event is in flight or unapplied, the overlap may be stale. */
-	while (err == -EEXIST && (mm_changing(mm) || mm_vma_uffd_registered(start) == 0) &&
-	       usvm_backoff(&bo)) {
+	mm_events_settle(mm);
+	while (mm_changing(mm) && usvm_backoff(&bo)) {
 		mm_read_pass(mm);
 		mm_events_settle(mm);
-		err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, r);
 	}
+}
+
+/*
+ * The range overlaps tracked regions.  One whose addresses the kernel no
+ * longer has registered with a userfaultfd belongs to a mapping that is
+ * gone (its event was lost or is about an older owner): forget it.  A real
+ * overlap stays -EEXIST.
+ */
+static int forget_dead_overlaps(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	int err = 0;
+	size_t i;
+
+	usvm_rwlock_wrlock(&mm->regions_lock);
+	for (i = 0; !err && i < mm->nregions; i++) {
+		struct usvm_region *r = mm->regions[i];
+		uintptr_t a, bend;
+
+		if (r->end <= start || r->start >= end)
+			continue;
+		if (r->kind != USVM_REGION_USER || atomic_load(&r->dying) ||
+		    mm_vma_uffd_registered(MAX_UL(start, r->start)) != 0) {
+			err = -EEXIST;
+			break;
+		}
+		usvm_log("register: forgetting [%#lx, %#lx), whose mapping is gone",
+			 (unsigned long)r->start, (unsigned long)r->end);
+		for_each_block(a, bend, r->start, r->end) {
+			mm_block_lock_acquire(mm, a);
+			mm_invalidate(mm, a, bend, USVM_INVAL_UNMAP);
+			mm_drop_block(mm, r, a, bend, 0);
+			mm_block_lock_release(mm, a);
+		}
+		mm_region_remove_locked(mm, r);
+		mm_region_free(r);
+		STAT_SUB(mm->st.registered_ranges, 1);
+		i--;
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return err;
 }
 
@@ -524,10 +558,10 @@ int usvm_register(struct usvm_mm *mm, void *addr, size_t len)
 	if (err)
 		return err;
 	/* An old range unmapped just before must be forgotten first. */
-	mm_events_settle(mm);
+	events_quiesce(mm);
 	err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, &r);
-	if (err == -EEXIST)
-		err = register_over_stale(mm, start, end, &r);
+	if (err == -EEXIST && !forget_dead_overlaps(mm, start, end))
+		err = mm_region_add(mm, start, end, USVM_REGION_USER, mm->uffd_user, &r);
 	if (err)
 		return err;
 	err = uffd_register(mm->uffd_user, start, len);
