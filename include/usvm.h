@@ -25,9 +25,14 @@
 extern "C" {
 #endif
 
+/* The version, defined here only (CMakeLists.txt reads it from this file). */
 #define USVM_VERSION_MAJOR 0
-#define USVM_VERSION_MINOR 1
-#define USVM_VERSION_STRING "0.1.0"
+#define USVM_VERSION_MINOR 2
+#define USVM_VERSION_PATCH 0
+#define USVM_STRINGIFY_(x) #x
+#define USVM_STRINGIFY(x) USVM_STRINGIFY_(x)
+#define USVM_VERSION_STRING USVM_STRINGIFY(USVM_VERSION_MAJOR) "." \
+	USVM_STRINGIFY(USVM_VERSION_MINOR) "." USVM_STRINGIFY(USVM_VERSION_PATCH)
 
 #define USVM_PAGE_SIZE 4096UL
 /* Largest device allocation; populate requests are split at this alignment. */

@@ -128,7 +128,7 @@ static struct usvm_pagemap *dev_memory(struct usvm_device *dev)
 {
 	struct usvm_pagemap *pm = dev->preferred;
 
-	return pm && !atomic_load(&pm->unbound) ? pm : NULL;
+	return pm && !usvm_pagemap_unbound(pm) ? pm : NULL;
 }
 
 /* Where atomics must find their page: this device's own memory (as Xe's
@@ -137,7 +137,7 @@ static struct usvm_pagemap *atomic_memory(struct usvm_device *dev)
 {
 	struct usvm_pagemap *pm = dev->pagemap;
 
-	return pm && !atomic_load(&pm->unbound) ? pm : NULL;
+	return pm && !usvm_pagemap_unbound(pm) ? pm : NULL;
 }
 
 /* Where a fault migrates to: atomics to this device's own memory, other

@@ -348,7 +348,7 @@ static int snapshot_page(struct usvm_gpusvm_ctx *ctx, struct usvm_region *reg,
 	if (pg && (page_flags(pg) & MM_PAGE_UNMAPPED))
 		return -EFAULT;
 	if (m && (m->pagemap == ctx->owner || ctx->peer_access)) {
-		struct usvm_devmem *dm = to_devmem(m);
+		struct usvm_devmem *dm = &to_devmem(m)->pub;
 		int err = dm->pagemap->ops->device_map(dm->pagemap, ctx->device,
 						       dm->pfn[pg->idx], out);
 

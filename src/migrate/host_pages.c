@@ -12,8 +12,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 #include <sys/mman.h>
-#include "pagemap/pagemap.h"
-#include "mm/mm.h"
+#include <sys/sysinfo.h>
+#include "migrate.h"
 #include "mm/uffd.h"
 
 /* A few quick retries for a page briefly locked; then the caller decides. */
@@ -56,9 +56,11 @@ static long fill_holes(int uffd, uintptr_t dst, size_t len, unsigned long *zeroe
 	return 0;
 }
 
-long usvm_host_take_pages(int pool_uffd, uintptr_t dst, uintptr_t src, size_t len,
-			  unsigned long *zeroed, int *stop)
+long usvm_host_take_pages(struct usvm_devmem *dm, const struct usvm_host_pool *pool,
+			  uintptr_t dst, uintptr_t src, size_t len, int *stop)
 {
+	unsigned long zeroed = 0;
+	int pool_uffd = pool->uffd;
 	size_t off = 0;
 	int tries = 0;
 	long r = 0;
@@ -90,16 +92,18 @@ long usvm_host_take_pages(int pool_uffd, uintptr_t dst, uintptr_t src, size_t le
 		break;
 	}
 	if (off) {
-		long err = fill_holes(pool_uffd, dst, off, zeroed);
+		long err = fill_holes(pool_uffd, dst, off, &zeroed);
 
+		STAT_ADD(dm->pagemap->core->st.pages_cleared, zeroed);
 		if (err < 0)
 			return err;
 	}
 	return off ? (long)off : (r ? r : -EIO);
 }
 
-long usvm_host_give_pages(int uffd, uintptr_t dst, uintptr_t src, size_t len)
+long usvm_host_give_pages(struct usvm_devmem *dm, uintptr_t dst, uintptr_t src, size_t len)
 {
+	int uffd = devmem_of(dm)->region->uffd;
 	size_t off = 0;
 	int tries = 0;
 
@@ -148,4 +152,69 @@ int usvm_host_page_mapped(uintptr_t va)
 	if (pread(fd, &e, sizeof(e), (off_t)((va >> USVM_PAGE_SHIFT) * sizeof(e))) != sizeof(e))
 		return 1;
 	return (e >> 62) & 3 ? 1 : 0; /* bit 63 present, bit 62 swapped */
+}
+
+/* ---- pools -------------------------------------------------------------------- */
+
+/* Can this machine back @size bytes (RAM + swap)? */
+static int machine_can_back(size_t size)
+{
+	struct sysinfo si;
+
+	if (sysinfo(&si))
+		return 1;
+	return size <= ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
+}
+
+int usvm_host_pool_create(size_t size, struct usvm_host_pool *out)
+{
+	int mode = usvm_uffd_mode_requested(), fd, err;
+	uint64_t got = 0;
+	void *p;
+
+	if (!out || !size || (size & (USVM_PAGE_SIZE - 1)))
+		return -EINVAL;
+	if (!machine_can_back(size))
+		return -ENOMEM;
+	fd = uffd_open(UFFD_FEATURE_MOVE | UFFD_FEATURE_SIGBUS, &got, &mode);
+	if (fd < 0)
+		return fd;
+	err = -ENOSYS;
+	if (!(got & UFFD_FEATURE_MOVE))
+		goto err_close;
+	err = -ENOMEM;
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+		 -1, 0);
+	if (p == MAP_FAILED)
+		goto err_close;
+	/* A child process never sees the pool (fork.c brings every page home
+	 * first), and pool pages are never shared, so moves out never fail. */
+	madvise(p, size, MADV_DONTFORK);
+	err = uffd_register(fd, (uintptr_t)p, size);
+	if (err)
+		goto err_unmap;
+	*out = (struct usvm_host_pool){ .base = (uintptr_t)p, .size = size, .uffd = fd };
+	return 0;
+err_unmap:
+	munmap(p, size);
+err_close:
+	close(fd);
+	return err;
+}
+
+void usvm_host_pool_destroy(struct usvm_host_pool *pool)
+{
+	if (!pool || !pool->base)
+		return;
+	munmap((void *)pool->base, pool->size);
+	close(pool->uffd);
+	pool->base = 0;
+	pool->uffd = -1;
+}
+
+void usvm_host_pool_discard(const struct usvm_host_pool *pool, uintptr_t addr, size_t len)
+{
+	/* The pool's userfaultfd reports no events: this is silent. */
+	if (addr >= pool->base && addr + len <= pool->base + pool->size)
+		madvise((void *)addr, len, MADV_DONTNEED);
 }

@@ -19,42 +19,42 @@
 
 /* ---- allocation lifetime ------------------------------------------------------ */
 
-void usvm_devmem_get(struct usvm_devmem *dm)
+void devmem_get(struct devmem *dm)
 {
 	atomic_fetch_add(&dm->refcount, 1);
 }
 
-void usvm_devmem_put(struct usvm_devmem *dm)
+void devmem_put(struct devmem *dm)
 {
 	if (atomic_fetch_sub(&dm->refcount, 1) == 1)
 		free(dm);
 }
 
 /* Last page gone: give the device memory back (drm_pagemap_zdd_destroy). */
-static void devmem_detach(struct usvm_devmem *dm)
+static void devmem_detach(struct devmem *dm)
 {
-	struct usvm_pagemap *pm = dm->pagemap;
+	struct usvm_pagemap *pm = dm->pub.pagemap;
 	int was_on_lru;
 
-	pthread_mutex_lock(&pm->lock);
+	pthread_mutex_lock(&pm->core->lock);
 	was_on_lru = dm->on_lru;
 	if (was_on_lru) {
 		list_del_init(&dm->lru_link);
 		dm->on_lru = 0;
-		atomic_fetch_add(&pm->offlru, 1);
+		atomic_fetch_add(&pm->core->offlru, 1);
 	}
-	pthread_mutex_unlock(&pm->lock);
+	pthread_mutex_unlock(&pm->core->lock);
 	if (!was_on_lru)
 		return;
-	STAT_SUB(pm->st.used_bytes, dm->npages * USVM_PAGE_SIZE);
-	STAT_SUB(pm->st.live_allocations, 1);
-	dm->ops->devmem_release(dm);
-	atomic_fetch_sub(&pm->offlru, 1);
-	usvm_devmem_put(dm);
+	STAT_SUB(pm->core->st.used_bytes, dm->pub.npages * USVM_PAGE_SIZE);
+	STAT_SUB(pm->core->st.live_allocations, 1);
+	dm->pub.ops->devmem_release(&dm->pub);
+	atomic_fetch_sub(&pm->core->offlru, 1);
+	devmem_put(dm);
 }
 
 /* Page @idx no longer holds data for anyone (block lock held). */
-static void devmem_release_page(struct usvm_devmem *dm, uint32_t idx)
+static void devmem_release_page(struct devmem *dm, uint32_t idx)
 {
 	if (!dm->va[idx])
 		return;
@@ -63,42 +63,42 @@ static void devmem_release_page(struct usvm_devmem *dm, uint32_t idx)
 		devmem_detach(dm);
 }
 
-void usvm_devmem_touch(struct usvm_devmem *dm)
+void devmem_touch(struct devmem *dm)
 {
-	struct usvm_pagemap *pm = dm->pagemap;
+	struct usvm_pagemap *pm = dm->pub.pagemap;
 
-	pthread_mutex_lock(&pm->lock);
+	pthread_mutex_lock(&pm->core->lock);
 	if (dm->on_lru) {
 		list_del_init(&dm->lru_link);
-		list_add_tail(&dm->lru_link, &pm->lru);
+		list_add_tail(&dm->lru_link, &pm->core->lru);
 	}
-	pthread_mutex_unlock(&pm->lock);
+	pthread_mutex_unlock(&pm->core->lock);
 }
 
 /* ---- to system memory ------------------------------------------------------------ */
 
-static void account_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why, long pages,
+static void account_to_ram(struct devmem *dm, enum mm_migrate_cause why, long pages,
 			   uint64_t ns)
 {
 	struct usvm_mm *mm = dm->mm;
-	struct usvm_pagemap *pm = dm->pagemap;
+	struct usvm_pagemap *pm = dm->pub.pagemap;
 	uint64_t bytes = (uint64_t)pages * USVM_PAGE_SIZE;
 
 	STAT_ADD(mm->st.migrations_to_ram, 1);
 	STAT_ADD(mm->st.bytes_to_ram, bytes);
 	STAT_ADD(mm->st.ns_to_ram, ns);
-	STAT_ADD(pm->st.migrations_to_ram, 1);
-	STAT_ADD(pm->st.bytes_to_ram, bytes);
-	STAT_ADD(pm->st.ns_to_ram, ns);
+	STAT_ADD(pm->core->st.migrations_to_ram, 1);
+	STAT_ADD(pm->core->st.bytes_to_ram, bytes);
+	STAT_ADD(pm->core->st.ns_to_ram, ns);
 	if (why == MM_MIGRATE_CPU_FAULT)
-		STAT_ADD(pm->st.cpu_fault_migrations, 1);
+		STAT_ADD(pm->core->st.cpu_fault_migrations, 1);
 	if (why == MM_MIGRATE_EVICT) {
-		STAT_ADD(pm->st.evictions, 1);
-		STAT_ADD(pm->st.evicted_bytes, bytes);
+		STAT_ADD(pm->core->st.evictions, 1);
+		STAT_ADD(pm->core->st.evicted_bytes, bytes);
 	}
 }
 
-long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why)
+long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why)
 {
 	unsigned long pfn[USVM_BLOCK_PAGES];
 	uintptr_t va[USVM_BLOCK_PAGES], lo = UINTPTR_MAX, hi = 0;
@@ -109,10 +109,10 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why)
 	long done;
 
 	mm_assert_block_locked(dm->mm, dm->block);
-	for (i = 0; i < dm->npages; i++) {
+	for (i = 0; i < dm->pub.npages; i++) {
 		if (!dm->va[i])
 			continue;
-		pfn[n] = dm->pfn[i];
+		pfn[n] = dm->pub.pfn[i];
 		va[n] = dm->va[i];
 		idx[n] = (uint32_t)i;
 		lo = MIN_UL(lo, va[n]);
@@ -129,7 +129,7 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why)
 	/* Device mappings go first: no device may read a page while it moves. */
 	mm_invalidate(dm->mm, lo, hi, USVM_INVAL_MIGRATE);
 	t0 = usvm_now_ns();
-	done = dm->ops->copy_to_ram(dm, pfn, va, n);
+	done = dm->pub.ops->copy_to_ram(&dm->pub, pfn, va, n);
 	mm_install_end(dm->mm);
 	if (done <= 0)
 		return done ? done : -EAGAIN;
@@ -153,7 +153,7 @@ long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why)
 static long mmop_migrate_to_ram(struct mm_devmem *m, enum mm_migrate_cause why,
 				uint64_t *retry_at_ns)
 {
-	struct usvm_devmem *dm = to_devmem(m);
+	struct devmem *dm = to_devmem(m);
 
 	/* The kernel's __drm_pagemap_migrate_to_ram: no ping-pong within the
 	 * timeslice; eviction, unbind and teardown ignore it. */
@@ -167,9 +167,9 @@ static long mmop_migrate_to_ram(struct mm_devmem *m, enum mm_migrate_cause why,
 
 static void mmop_drop_page(struct mm_devmem *m, uint32_t idx)
 {
-	struct usvm_devmem *dm = to_devmem(m);
+	struct devmem *dm = to_devmem(m);
 
-	dm->dropped++; /* its pool page still holds data: the backend discards it */
+	dm->pub.dropped++; /* its pool page still holds data: the backend discards it */
 	devmem_release_page(dm, idx);
 }
 
@@ -181,8 +181,8 @@ static void mmop_drop_page(struct mm_devmem *m, uint32_t idx)
  */
 static int mmop_move_page(struct mm_devmem *m, uint32_t idx, uintptr_t dst)
 {
-	struct usvm_devmem *dm = to_devmem(m);
-	unsigned long pfn = dm->pfn[idx];
+	struct devmem *dm = to_devmem(m);
+	unsigned long pfn = dm->pub.pfn[idx];
 	uint32_t later;
 	long done = 1;
 
@@ -193,20 +193,21 @@ static int mmop_move_page(struct mm_devmem *m, uint32_t idx, uintptr_t dst)
 	if (later == UFFD_EVENT_REMOVE || later == UFFD_EVENT_UNMAP) {
 		usvm_log2("mremap: %#lx is %s again: device copy dropped", (unsigned long)dst,
 			  later == UFFD_EVENT_REMOVE ? "discarded" : "unmapped");
-		dm->dropped++;
+		dm->pub.dropped++;
 	} else {
-		done = dm->ops->copy_to_ram(dm, &pfn, &dst, 1);
+		done = dm->pub.ops->copy_to_ram(&dm->pub, &pfn, &dst, 1);
 	}
 	mm_install_end(dm->mm);
 	/* -EEXIST: the kernel moved a CPU page to @dst, so the old address
 	 * had one when mremap ran and this device copy was taken after it
 	 * (a populate racing with MREMAP_DONTUNMAP): the CPU page is right. */
-	if (done == -EEXIST) {
-		usvm_log("mremap: %#lx already has a CPU page: device copy dropped",
-			 (unsigned long)dst);
-		dm->dropped++;
-	}
-	else if (done != 1)
+	if (done == -EEXIST || done == -ENOENT || done == -EINVAL) {
+		/* -ENOENT/-EINVAL: @dst is no longer a registered mapping:
+		 * the program unmapped it again already. */
+		usvm_log("mremap: %#lx %s: device copy dropped", (unsigned long)dst,
+			 done == -EEXIST ? "already has a CPU page" : "is gone again");
+		dm->pub.dropped++;
+	} else if (done != 1)
 		return done < 0 ? (int)done : -EAGAIN;
 	devmem_release_page(dm, idx);
 	return 0;
@@ -226,7 +227,7 @@ const struct mm_devmem_ops usvm_devmem_mm_ops = {
 
 /* ---- eviction ------------------------------------------------------------------- */
 
-long devmem_evict(struct usvm_devmem *dm)
+long devmem_evict(struct devmem *dm)
 {
 	long ret = 0;
 
@@ -239,22 +240,22 @@ long devmem_evict(struct usvm_devmem *dm)
 
 long pagemap_evict_lru(struct usvm_pagemap *pm)
 {
-	struct usvm_devmem *dm;
+	struct devmem *dm;
 	long ret;
 
-	pthread_mutex_lock(&pm->lock);
-	if (list_empty(&pm->lru)) {
-		pthread_mutex_unlock(&pm->lock);
+	pthread_mutex_lock(&pm->core->lock);
+	if (list_empty(&pm->core->lru)) {
+		pthread_mutex_unlock(&pm->core->lock);
 		return 0;
 	}
-	dm = container_of(pm->lru.next, struct usvm_devmem, lru_link);
-	usvm_devmem_get(dm);
+	dm = container_of(pm->core->lru.next, struct devmem, lru_link);
+	devmem_get(dm);
 	/* Rotate so that concurrent evictors pick different victims. */
 	list_del_init(&dm->lru_link);
-	list_add_tail(&dm->lru_link, &pm->lru);
-	pthread_mutex_unlock(&pm->lock);
+	list_add_tail(&dm->lru_link, &pm->core->lru);
+	pthread_mutex_unlock(&pm->core->lock);
 	ret = devmem_evict(dm);
-	usvm_devmem_put(dm);
+	devmem_put(dm);
 	if (ret > 0)
 		usvm_log2("%s: evicted %ld KiB", pm->name, ret >> 10);
 	/* A victim that died meanwhile still freed memory: report progress. */
@@ -263,44 +264,44 @@ long pagemap_evict_lru(struct usvm_pagemap *pm)
 
 /* ---- to device memory -------------------------------------------------------------- */
 
-static struct usvm_devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *mm,
+static struct devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *mm,
 				      struct usvm_region *r, uintptr_t block,
 				      unsigned long npages)
 {
-	struct usvm_devmem *dm;
+	struct devmem *dm;
 
 	dm = calloc(1, sizeof(*dm) + npages * (sizeof(uintptr_t) + sizeof(unsigned long)));
 	if (!dm)
 		return NULL;
 	dm->va = (uintptr_t *)(dm + 1);
-	dm->pfn = (unsigned long *)(dm->va + npages);
+	dm->pub.pfn = (unsigned long *)(dm->va + npages);
 	dm->base.ops = &usvm_devmem_mm_ops;
 	dm->base.pagemap = pm;
-	dm->ops = pm->devmem_ops;
-	dm->pagemap = pm;
+	dm->pub.ops = pm->devmem_ops;
+	dm->pub.pagemap = pm;
 	dm->mm = mm;
 	dm->region = r;
 	dm->block = block;
-	dm->npages = npages;
+	dm->pub.npages = npages;
 	list_init(&dm->lru_link);
 	atomic_init(&dm->refcount, 1);
 	return dm;
 }
 
-/* Allocate dm->npages of device memory, evicting least recently used
+/* Allocate dm->pub.npages of device memory, evicting least recently used
  * allocations while the pool is full.  No block lock may be held. */
-static int devmem_alloc_evicting(struct usvm_pagemap *pm, struct usvm_devmem *dm)
+static int devmem_alloc_evicting(struct usvm_pagemap *pm, struct devmem *dm)
 {
 	struct usvm_backoff bo = USVM_BACKOFF_INIT(2000);
 	int err;
 
-	if ((size_t)dm->npages * USVM_PAGE_SIZE > pm->capacity)
+	if ((size_t)dm->pub.npages * USVM_PAGE_SIZE > pm->capacity)
 		return -ENOMEM;
 	for (;;) {
 		long ev;
 
 		err = usvm_inject_fail(USVM_INJECT_DEVMEM_ALLOC) ? -ENOMEM
-								 : pm->ops->devmem_alloc(pm, dm);
+								 : pm->ops->devmem_alloc(pm, &dm->pub);
 		if (err != -ENOMEM)
 			break;
 		ev = pagemap_evict_lru(pm);
@@ -309,28 +310,28 @@ static int devmem_alloc_evicting(struct usvm_pagemap *pm, struct usvm_devmem *dm
 		/* Nothing evictable now (victims busy, or memory held by
 		 * allocations in flight that come free shortly): wait a
 		 * bounded time, then give up. */
-		if (!ev && !atomic_load(&pm->offlru))
+		if (!ev && !atomic_load(&pm->core->offlru))
 			break;
 		if (!usvm_backoff(&bo))
 			break;
 	}
 	if (err)
 		return err;
-	err = dm->ops->populate_devmem_pfn(dm, dm->npages, dm->pfn);
+	err = dm->pub.ops->populate_devmem_pfn(&dm->pub, dm->pub.npages, dm->pub.pfn);
 	if (err) {
-		dm->ops->devmem_release(dm);
+		dm->pub.ops->devmem_release(&dm->pub);
 		return err;
 	}
-	atomic_fetch_add(&pm->offlru, 1); /* until it reaches the LRU or is released */
+	atomic_fetch_add(&pm->core->offlru, 1); /* until it reaches the LRU or is released */
 	return 0;
 }
 
 /* An allocation that never reached the LRU goes back. */
-static void devmem_abandon(struct usvm_devmem *dm)
+static void devmem_abandon(struct devmem *dm)
 {
-	dm->ops->devmem_release(dm);
-	atomic_fetch_sub(&dm->pagemap->offlru, 1);
-	usvm_devmem_put(dm);
+	dm->pub.ops->devmem_release(&dm->pub);
+	atomic_fetch_sub(&dm->pub.pagemap->core->offlru, 1);
+	devmem_put(dm);
 }
 
 /*
@@ -379,7 +380,7 @@ static int evict_peer_pages(struct usvm_pagemap *pm, struct usvm_region *r,
 
 	for (i = 0; i < n; i++) {
 		struct mm_devmem *m = region_page(r, src[i])->dm;
-		struct usvm_devmem *other;
+		struct devmem *other;
 		long ret;
 
 		if (!m || m->pagemap == pm)
@@ -398,10 +399,10 @@ static int evict_peer_pages(struct usvm_pagemap *pm, struct usvm_region *r,
 }
 
 /* The taken pages belong to @dm from now on; block lock held. */
-static void commit_taken(struct usvm_devmem *dm, const uintptr_t *src, long taken,
+static void commit_taken(struct devmem *dm, const uintptr_t *src, long taken,
 			 unsigned long timeslice_ms, uint64_t ns)
 {
-	struct usvm_pagemap *pm = dm->pagemap;
+	struct usvm_pagemap *pm = dm->pub.pagemap;
 	struct usvm_mm *mm = dm->mm;
 	uint64_t bytes = (uint64_t)taken * USVM_PAGE_SIZE;
 	long i;
@@ -412,17 +413,17 @@ static void commit_taken(struct usvm_devmem *dm, const uintptr_t *src, long take
 	}
 	dm->live = (unsigned long)taken;
 	dm->timeslice_expire_ns = usvm_now_ns() + (uint64_t)timeslice_ms * 1000000ull;
-	pthread_mutex_lock(&pm->lock);
-	list_add_tail(&dm->lru_link, &pm->lru);
+	pthread_mutex_lock(&pm->core->lock);
+	list_add_tail(&dm->lru_link, &pm->core->lru);
 	dm->on_lru = 1;
-	atomic_fetch_sub(&pm->offlru, 1);
-	pthread_mutex_unlock(&pm->lock);
-	STAT_ADD(pm->st.live_allocations, 1);
-	STAT_ADD(pm->st.used_bytes, dm->npages * USVM_PAGE_SIZE);
-	stat_max(&pm->st.peak_used_bytes, STAT_READ(pm->st.used_bytes));
-	STAT_ADD(pm->st.migrations_to_dev, 1);
-	STAT_ADD(pm->st.bytes_to_dev, bytes);
-	STAT_ADD(pm->st.ns_to_dev, ns);
+	atomic_fetch_sub(&pm->core->offlru, 1);
+	pthread_mutex_unlock(&pm->core->lock);
+	STAT_ADD(pm->core->st.live_allocations, 1);
+	STAT_ADD(pm->core->st.used_bytes, dm->pub.npages * USVM_PAGE_SIZE);
+	stat_max(&pm->core->st.peak_used_bytes, STAT_READ(pm->core->st.used_bytes));
+	STAT_ADD(pm->core->st.migrations_to_dev, 1);
+	STAT_ADD(pm->core->st.bytes_to_dev, bytes);
+	STAT_ADD(pm->core->st.ns_to_dev, ns);
 	STAT_ADD(mm->st.migrations_to_dev, 1);
 	STAT_ADD(mm->st.bytes_to_dev, bytes);
 	STAT_ADD(mm->st.ns_to_dev, ns);
@@ -433,7 +434,7 @@ static void commit_taken(struct usvm_devmem *dm, const uintptr_t *src, long take
  * taken (committed to @dm) or -errno; a short count sets res->unshare_at
  * when pages shared since fork stopped the move.
  */
-static long take_pages(struct usvm_devmem *dm, const uintptr_t *src, long n,
+static long take_pages(struct devmem *dm, const uintptr_t *src, long n,
 		       unsigned long timeslice_ms, struct migrate_piece_result *res)
 {
 	uint64_t t0 = usvm_now_ns();
@@ -442,7 +443,7 @@ static long take_pages(struct usvm_devmem *dm, const uintptr_t *src, long n,
 
 	if (usvm_inject_fail(USVM_INJECT_COPY_TO_DEVMEM))
 		return -EIO;
-	taken = dm->ops->copy_to_devmem(dm, dm->pfn, src, (unsigned long)n, &stop);
+	taken = dm->pub.ops->copy_to_devmem(&dm->pub, dm->pub.pfn, src, (unsigned long)n, &stop);
 	if (taken < n && (stop == EBUSY || taken == -EBUSY))
 		res->unshare_at = src[taken > 0 ? taken : 0];
 	/* No mapping there any more (unmapped behind our back, its event not
@@ -462,7 +463,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 {
 	uintptr_t block = ALIGN_DOWN_UL(start, USVM_BLOCK_SIZE);
 	uintptr_t src[USVM_BLOCK_PAGES];
-	struct usvm_devmem *dm;
+	struct devmem *dm;
 	long want, n, taken;
 	int err;
 
@@ -479,7 +480,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 		return -ENOMEM;
 	err = devmem_alloc_evicting(pm, dm);
 	if (err) {
-		usvm_devmem_put(dm);
+		devmem_put(dm);
 		return err;
 	}
 

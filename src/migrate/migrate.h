@@ -8,8 +8,70 @@
 #ifndef USVM_MIGRATE_H
 #define USVM_MIGRATE_H
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <usvm/backend.h>
 #include "mm/mm.h"
-#include "pagemap/pagemap.h"
+
+/*
+ * usvm's part of a pagemap (pm->core): its live device allocations, the
+ * bind state and the statistics.  Defined here, below the pagemap layer,
+ * because every migration updates it.
+ */
+struct usvm_pagemap_core {
+	atomic_int refs;                /* usvm_pagemap_get/put (drm_pagemap kref) */
+	pthread_mutex_t lock;           /* lru */
+	struct list_head lru;           /* live allocations, least recent first */
+	pthread_rwlock_t bind_lock;     /* populates read, unbind writes */
+	atomic_int unbound;
+	atomic_int destroyed;
+	/* Device allocations off the LRU (being filled or being released):
+	 * eviction cannot reach them, but their memory comes free soon. */
+	atomic_long offlru;
+	struct {
+		_Atomic uint64_t used_bytes, peak_used_bytes, live_allocations;
+		_Atomic uint64_t populate_calls, populate_ok, populate_noop;
+		_Atomic uint64_t populate_enomem, populate_enodev, populate_efault;
+		_Atomic uint64_t populate_einval, populate_ebusy, populate_eio;
+		_Atomic uint64_t pages_migrated_in, pages_cleared;
+		_Atomic uint64_t pages_already_present, pages_from_peer;
+		_Atomic uint64_t migrations_to_dev, bytes_to_dev, ns_to_dev;
+		_Atomic uint64_t migrations_to_ram, bytes_to_ram, ns_to_ram;
+		_Atomic uint64_t cpu_fault_migrations, evictions, evicted_bytes;
+	} st;
+};
+
+/*
+ * One device allocation: what mm sees (base), what the backend sees (pub)
+ * and usvm's bookkeeping.  All its pages lie in one USVM_BLOCK_SIZE-aligned
+ * block of one mm, so that the block lock of that block protects every
+ * page state change of the allocation.
+ */
+struct devmem {
+	struct mm_devmem base;
+	struct usvm_devmem pub;
+	struct usvm_mm *mm;
+	struct usvm_region *region;     /* the managed region of its pages */
+	uintptr_t block;                /* block start address */
+	/* Under the block lock: */
+	unsigned long live;             /* pages still holding data */
+	uintptr_t *va;                  /* va[i]: managed page held by pfn[i], 0 if none */
+	uint64_t timeslice_expire_ns;   /* no CPU-fault migration before this */
+	/* Under pagemap->core->lock: */
+	struct list_head lru_link;
+	int on_lru;
+	atomic_int refcount;
+};
+
+static inline struct devmem *to_devmem(struct mm_devmem *m)
+{
+	return container_of(m, struct devmem, base);
+}
+
+static inline struct devmem *devmem_of(struct usvm_devmem *pub)
+{
+	return container_of(pub, struct devmem, pub);
+}
 
 /* What mm calls on a device-resident page (dev_pagemap_ops). */
 extern const struct mm_devmem_ops usvm_devmem_mm_ops;
@@ -38,18 +100,21 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
  * block lock of dm->block.  Return bytes moved or -errno (-EAGAIN: retry
  * without locks; nothing lost: pages not moved stay in device memory).
  */
-long migrate_devmem_to_ram(struct usvm_devmem *dm, enum mm_migrate_cause why);
+long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why);
 
 /* Evict @dm (takes its block lock).  Returns bytes moved or -errno. */
-long devmem_evict(struct usvm_devmem *dm);
+long devmem_evict(struct devmem *dm);
 
 /* Evict the least recently used allocation of @pm: bytes, 0 when none is
  * left, 1 when the victim went away by itself, or -errno (-EAGAIN). */
 long pagemap_evict_lru(struct usvm_pagemap *pm);
 
+/* Is a CPU page (present or swapped) mapped at @va?  1 when unsure. */
+int usvm_host_page_mapped(uintptr_t va);
+
 /* Mark an allocation recently used (a device touched it). */
-void usvm_devmem_touch(struct usvm_devmem *dm);
-void usvm_devmem_get(struct usvm_devmem *dm);
-void usvm_devmem_put(struct usvm_devmem *dm);
+void devmem_touch(struct devmem *dm);
+void devmem_get(struct devmem *dm);
+void devmem_put(struct devmem *dm);
 
 #endif

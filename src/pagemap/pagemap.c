@@ -16,20 +16,33 @@
 
 int usvm_pagemap_init(struct usvm_pagemap *pm, const char *name, size_t capacity)
 {
+	struct usvm_pagemap_core *c;
+
+	if (!pm || !pm->ops || !pm->devmem_ops || !capacity)
+		return -EINVAL;
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return -ENOMEM;
 	snprintf(pm->name, sizeof(pm->name), "%s", name && *name ? name : "device");
 	pm->capacity = capacity;
-	list_init(&pm->lru);
-	atomic_init(&pm->refs, 1);
-	atomic_init(&pm->unbound, 0);
-	atomic_init(&pm->destroyed, 0);
-	atomic_init(&pm->offlru, 0);
-	if (pthread_mutex_init(&pm->lock, NULL))
-		return -ENOMEM;
-	if (pthread_rwlock_init(&pm->bind_lock, NULL)) {
-		pthread_mutex_destroy(&pm->lock);
-		return -ENOMEM;
-	}
+	list_init(&c->lru);
+	atomic_init(&c->refs, 1);
+	if (pthread_mutex_init(&c->lock, NULL))
+		goto err_free;
+	if (pthread_rwlock_init(&c->bind_lock, NULL))
+		goto err_mutex;
+	pm->core = c;
 	return 0;
+err_mutex:
+	pthread_mutex_destroy(&c->lock);
+err_free:
+	free(c);
+	return -ENOMEM;
+}
+
+int usvm_pagemap_unbound(const struct usvm_pagemap *pm)
+{
+	return atomic_load(&pm->core->unbound);
 }
 
 const char *usvm_pagemap_name(const struct usvm_pagemap *pm)
@@ -90,8 +103,8 @@ static int populate_piece(struct usvm_pagemap *pm, struct usvm_mm *mm, uintptr_t
 		err = r && end <= r->end ?
 		      migrate_piece_to_devmem(pm, mm, r, start, end, timeslice_ms, &res) : -EFAULT;
 		usvm_rwlock_unlock(&mm->regions_lock);
-		STAT_ADD(pm->st.pages_from_peer, res.from_peer);
-		STAT_ADD(pm->st.pages_migrated_in, res.migrated);
+		STAT_ADD(pm->core->st.pages_from_peer, res.from_peer);
+		STAT_ADD(pm->core->st.pages_migrated_in, res.migrated);
 		if (err == -EBUSY && res.unshare_at && unshares++ < 3) {
 			/* No lock held: the faults this may raise are served. */
 			madvise((void *)res.unshare_at, end - res.unshare_at, MADV_POPULATE_WRITE);
@@ -100,7 +113,7 @@ static int populate_piece(struct usvm_pagemap *pm, struct usvm_mm *mm, uintptr_t
 		if (err == -EAGAIN && usvm_backoff(&bo))
 			continue;
 		if (err >= 0 || err == -EBUSY)
-			STAT_ADD(pm->st.pages_already_present, res.present);
+			STAT_ADD(pm->core->st.pages_already_present, res.present);
 		return err == -EAGAIN ? -EBUSY : err;
 	}
 }
@@ -143,32 +156,32 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p
 
 	if (!pm || !mm)
 		return -EINVAL;
-	STAT_ADD(pm->st.populate_calls, 1);
+	STAT_ADD(pm->core->st.populate_calls, 1);
 	if ((start | end) & (USVM_PAGE_SIZE - 1) || start >= end) {
-		STAT_ADD(pm->st.populate_einval, 1);
+		STAT_ADD(pm->core->st.populate_einval, 1);
 		return -EINVAL;
 	}
 	if (!mm_usable(mm))
 		return -ENODEV;
-	if (atomic_load(&pm->unbound)) {
-		STAT_ADD(pm->st.populate_enodev, 1);
+	if (atomic_load(&pm->core->unbound)) {
+		STAT_ADD(pm->core->st.populate_enodev, 1);
 		return -ENODEV;
 	}
-	pthread_rwlock_rdlock(&pm->bind_lock);
-	if (atomic_load(&pm->unbound))
+	pthread_rwlock_rdlock(&pm->core->bind_lock);
+	if (atomic_load(&pm->core->unbound))
 		ret = -ENODEV; /* unbind started while we waited */
 	else
 		ret = pm->ops->populate_mm(pm, start, end, mm, timeslice_ms);
-	pthread_rwlock_unlock(&pm->bind_lock);
+	pthread_rwlock_unlock(&pm->core->bind_lock);
 	switch (ret) {
-	case 0: STAT_ADD(pm->st.populate_ok, 1); break;
-	case 1: STAT_ADD(pm->st.populate_noop, 1); ret = 0; break;
-	case -ENOMEM: STAT_ADD(pm->st.populate_enomem, 1); break;
-	case -ENODEV: STAT_ADD(pm->st.populate_enodev, 1); break;
-	case -EFAULT: STAT_ADD(pm->st.populate_efault, 1); break;
-	case -EINVAL: STAT_ADD(pm->st.populate_einval, 1); break;
-	case -EIO: STAT_ADD(pm->st.populate_eio, 1); break;
-	default: STAT_ADD(pm->st.populate_ebusy, 1); break;
+	case 0: STAT_ADD(pm->core->st.populate_ok, 1); break;
+	case 1: STAT_ADD(pm->core->st.populate_noop, 1); ret = 0; break;
+	case -ENOMEM: STAT_ADD(pm->core->st.populate_enomem, 1); break;
+	case -ENODEV: STAT_ADD(pm->core->st.populate_enodev, 1); break;
+	case -EFAULT: STAT_ADD(pm->core->st.populate_efault, 1); break;
+	case -EINVAL: STAT_ADD(pm->core->st.populate_einval, 1); break;
+	case -EIO: STAT_ADD(pm->core->st.populate_eio, 1); break;
+	default: STAT_ADD(pm->core->st.populate_ebusy, 1); break;
 	}
 	if (ret < 0)
 		usvm_log2("%s: populate [%#lx, %#lx): %s", pm->name, (unsigned long)start,
@@ -221,7 +234,7 @@ long usvm_pagemap_evict(struct usvm_pagemap *pm, struct usvm_mm *mm, const void 
 		return evict_one(pm, mm, (uintptr_t)addr);
 	}
 	/* Everything: bounded by what is live now, so concurrent populates end it. */
-	n = STAT_READ(pm->st.live_allocations);
+	n = STAT_READ(pm->core->st.live_allocations);
 	for (i = 0; i < n + 1; i++) {
 		ret = pagemap_evict_lru(pm);
 		if (ret == 0)
@@ -246,17 +259,17 @@ int usvm_pagemap_unbind(struct usvm_pagemap *pm)
 	if (!pm)
 		return -EINVAL;
 	/* New populates fail from here on ... */
-	atomic_store(&pm->unbound, 1);
+	atomic_store(&pm->core->unbound, 1);
 	usvm_log("%s: unbind: bringing every device page home", pm->name);
 	/* ... in-flight ones finish ... */
-	pthread_rwlock_wrlock(&pm->bind_lock);
+	pthread_rwlock_wrlock(&pm->core->bind_lock);
 	/* ... and every device page goes back to system memory; allocations
 	 * being released by CPU faults right now finish with the pool first. */
-	while ((ret = pagemap_evict_lru(pm)) != 0 || atomic_load(&pm->offlru) > 0) {
+	while ((ret = pagemap_evict_lru(pm)) != 0 || atomic_load(&pm->core->offlru) > 0) {
 		if (ret > 0)
 			continue;
 		if (!usvm_backoff(&bo)) {
-			pthread_rwlock_unlock(&pm->bind_lock);
+			pthread_rwlock_unlock(&pm->core->bind_lock);
 			usvm_log("%s: unbind: pages could not come home (%ld); device kept",
 				 pm->name, ret);
 			return -EBUSY;
@@ -264,7 +277,7 @@ int usvm_pagemap_unbind(struct usvm_pagemap *pm)
 	}
 	if (pm->ops->unbind)
 		pm->ops->unbind(pm);
-	pthread_rwlock_unlock(&pm->bind_lock);
+	pthread_rwlock_unlock(&pm->core->bind_lock);
 	usvm_log("%s: unbound", pm->name);
 	return 0;
 }
@@ -272,22 +285,24 @@ int usvm_pagemap_unbind(struct usvm_pagemap *pm)
 void usvm_pagemap_get(struct usvm_pagemap *pm)
 {
 	if (pm)
-		atomic_fetch_add(&pm->refs, 1);
+		atomic_fetch_add(&pm->core->refs, 1);
 }
 
 void usvm_pagemap_put(struct usvm_pagemap *pm)
 {
-	if (!pm || atomic_fetch_sub(&pm->refs, 1) != 1)
+	if (!pm || atomic_fetch_sub(&pm->core->refs, 1) != 1)
 		return;
 	usvm_pagemap_unbind(pm);
-	pthread_rwlock_destroy(&pm->bind_lock);
-	pthread_mutex_destroy(&pm->lock);
+	pthread_rwlock_destroy(&pm->core->bind_lock);
+	pthread_mutex_destroy(&pm->core->lock);
+	free(pm->core);
+	pm->core = NULL;
 	pm->ops->destroy(pm);
 }
 
 void usvm_pagemap_destroy(struct usvm_pagemap *pm)
 {
-	if (!pm || atomic_exchange(&pm->destroyed, 1))
+	if (!pm || atomic_exchange(&pm->core->destroyed, 1))
 		return;
 	usvm_pagemap_unbind(pm);
 	usvm_pagemap_put(pm);
@@ -299,7 +314,7 @@ int usvm_pagemap_stats(struct usvm_pagemap *pm, struct usvm_pagemap_stats *o)
 		return -EINVAL;
 	memset(o, 0, sizeof(*o));
 	o->capacity_bytes = pm->capacity;
-#define C(f) o->f = STAT_READ(pm->st.f)
+#define C(f) o->f = STAT_READ(pm->core->st.f)
 	C(used_bytes); C(peak_used_bytes); C(live_allocations);
 	C(populate_calls); C(populate_ok); C(populate_noop);
 	C(populate_enomem); C(populate_enodev); C(populate_efault);
@@ -309,7 +324,7 @@ int usvm_pagemap_stats(struct usvm_pagemap *pm, struct usvm_pagemap_stats *o)
 	C(migrations_to_ram); C(bytes_to_ram); C(ns_to_ram);
 	C(cpu_fault_migrations); C(evictions); C(evicted_bytes);
 #undef C
-	o->unbound = (uint64_t)atomic_load(&pm->unbound);
+	o->unbound = (uint64_t)atomic_load(&pm->core->unbound);
 	return 0;
 }
 

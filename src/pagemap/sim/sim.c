@@ -1,29 +1,30 @@
 // SPDX-License-Identifier: MIT
 /*
  * The simulated device: device memory is a pool of host pages in a mapping
- * of its own, registered with a userfaultfd of its own (SIGBUS mode, so a
- * stray access to an empty pool page is a crash, never a hang).  Managed
- * pointers never reach it: pages enter and leave it by UFFDIO_MOVE, which
- * removes them from the managed address range atomically.
+ * of its own (usvm_host_pool), never reachable through managed pointers;
+ * pages enter and leave it by UFFDIO_MOVE, which removes them from the
+ * managed address range atomically.  Uses only <usvm/backend.h>, as a
+ * backend outside the tree would.
  */
 #include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/mman.h>
-#include <sys/sysinfo.h>
-#include "pagemap/pagemap.h"
-#include "mm/uffd.h"
+#include <usvm/backend.h>
+
+#define PAGE_SHIFT 12
+#define BLOCK_PAGES (USVM_BLOCK_SIZE / USVM_PAGE_SIZE)
 
 struct sim_pool {
 	struct usvm_pagemap pm;
-	uintptr_t base;
+	struct usvm_host_pool pool;
 	size_t npages;
 	size_t nfree;
 	size_t hint;
 	uint64_t *bitmap;               /* 1 = allocated */
 	pthread_mutex_t lock;
-	int uffd;
 	int released;
 };
 
@@ -34,17 +35,27 @@ struct sim_alloc {
 
 static struct sim_pool *to_sim(struct usvm_pagemap *pm)
 {
-	return container_of(pm, struct sim_pool, pm);
+	return (struct sim_pool *)((char *)pm - offsetof(struct sim_pool, pm));
+}
+
+static uintptr_t pfn_addr(struct sim_pool *sp, unsigned long pfn)
+{
+	return sp->pool.base + ((uintptr_t)pfn << PAGE_SHIFT);
 }
 
 static int bit_test(const uint64_t *bm, size_t i) { return (bm[i >> 6] >> (i & 63)) & 1; }
 static void bit_set(uint64_t *bm, size_t i) { bm[i >> 6] |= 1ull << (i & 63); }
 static void bit_clear(uint64_t *bm, size_t i) { bm[i >> 6] &= ~(1ull << (i & 63)); }
 
+static size_t align_up(size_t x, size_t a)
+{
+	return (x + a - 1) / a * a;
+}
+
 /* A free run of @n pages starting at an @align multiple, or SIZE_MAX. */
 static size_t find_run(struct sim_pool *sp, size_t n, size_t align)
 {
-	size_t tries, start = ALIGN_UP_UL(sp->hint, align);
+	size_t tries, start = align_up(sp->hint, align);
 
 	for (tries = 0; tries < 2; tries++, start = 0) {
 		size_t i = start;
@@ -56,18 +67,40 @@ static size_t find_run(struct sim_pool *sp, size_t n, size_t align)
 				j++;
 			if (j == n)
 				return i;
-			i = ALIGN_UP_UL(i + j + 1, align);
+			i = align_up(i + j + 1, align);
 		}
 	}
 	return SIZE_MAX;
 }
 
+/* Mark @n pages allocated: one contiguous run when possible (whole-run
+ * moves), scattered otherwise; sp->lock held. */
+static void take_pfns(struct sim_pool *sp, struct sim_alloc *a, unsigned long n)
+{
+	size_t run = find_run(sp, n, n >= BLOCK_PAGES ? BLOCK_PAGES : 1), i;
+	unsigned long k = 0;
+
+	if (run != SIZE_MAX) {
+		for (i = 0; i < n; i++) {
+			bit_set(sp->bitmap, run + i);
+			a->pfn[i] = run + i;
+		}
+		sp->hint = run + n;
+		return;
+	}
+	for (i = 0; i < sp->npages && k < n; i++) {
+		if (!bit_test(sp->bitmap, i)) {
+			bit_set(sp->bitmap, i);
+			a->pfn[k++] = i;
+		}
+	}
+}
+
 static int sim_devmem_alloc(struct usvm_pagemap *pm, struct usvm_devmem *dm)
 {
 	struct sim_pool *sp = to_sim(pm);
+	unsigned long n = dm->npages;
 	struct sim_alloc *a;
-	unsigned long n = dm->npages, i, k = 0;
-	size_t run;
 
 	a = malloc(sizeof(*a) + n * sizeof(unsigned long));
 	if (!a)
@@ -75,26 +108,13 @@ static int sim_devmem_alloc(struct usvm_pagemap *pm, struct usvm_devmem *dm)
 	a->npages = n;
 	pthread_mutex_lock(&sp->lock);
 	if (sp->released || sp->nfree < n) {
+		int err = sp->released ? -ENODEV : -ENOMEM;
+
 		pthread_mutex_unlock(&sp->lock);
 		free(a);
-		return sp->released ? -ENODEV : -ENOMEM;
+		return err;
 	}
-	/* Contiguous when possible (whole-run moves), scattered otherwise. */
-	run = find_run(sp, n, n >= USVM_BLOCK_PAGES ? USVM_BLOCK_PAGES : 1);
-	if (run != SIZE_MAX) {
-		for (i = 0; i < n; i++) {
-			bit_set(sp->bitmap, run + i);
-			a->pfn[i] = run + i;
-		}
-		sp->hint = run + n;
-	} else {
-		for (i = 0; i < sp->npages && k < n; i++) {
-			if (!bit_test(sp->bitmap, i)) {
-				bit_set(sp->bitmap, i);
-				a->pfn[k++] = i;
-			}
-		}
-	}
+	take_pfns(sp, a, n);
 	sp->nfree -= n;
 	pthread_mutex_unlock(&sp->lock);
 	dm->priv = a;
@@ -127,13 +147,13 @@ static long sim_copy_to_devmem(struct usvm_devmem *dm, const unsigned long *pfn,
 			       const uintptr_t *src, unsigned long n, int *stop)
 {
 	struct sim_pool *sp = to_sim(dm->pagemap);
-	unsigned long i = 0, zeroed = 0;
+	unsigned long i = 0;
 
 	*stop = 0;
 	while (i < n) {
 		unsigned long len = run_len(pfn, src, i, n);
-		long r = usvm_host_take_pages(sp->uffd, sp->base + (pfn[i] << USVM_PAGE_SHIFT),
-					      src[i], len << USVM_PAGE_SHIFT, &zeroed, stop);
+		long r = usvm_host_take_pages(dm, &sp->pool, pfn_addr(sp, pfn[i]), src[i],
+					      len << PAGE_SHIFT, stop);
 
 		if (r < 0) {
 			*stop = (int)-r;
@@ -141,11 +161,10 @@ static long sim_copy_to_devmem(struct usvm_devmem *dm, const unsigned long *pfn,
 				return r;
 			break;
 		}
-		i += (unsigned long)r >> USVM_PAGE_SHIFT;
-		if ((unsigned long)r < (len << USVM_PAGE_SHIFT))
+		i += (unsigned long)r >> PAGE_SHIFT;
+		if ((unsigned long)r < (len << PAGE_SHIFT))
 			break;
 	}
-	STAT_ADD(sp->pm.st.pages_cleared, zeroed);
 	return (long)i;
 }
 
@@ -157,14 +176,12 @@ static long sim_copy_to_ram(struct usvm_devmem *dm, const unsigned long *pfn,
 
 	while (i < n) {
 		unsigned long len = run_len(pfn, dst, i, n);
-		long r = usvm_host_give_pages(dm->region->uffd, dst[i],
-					      sp->base + (pfn[i] << USVM_PAGE_SHIFT),
-					      len << USVM_PAGE_SHIFT);
+		long r = usvm_host_give_pages(dm, dst[i], pfn_addr(sp, pfn[i]), len << PAGE_SHIFT);
 
 		if (r < 0)
 			return i ? (long)i : r;
-		i += (unsigned long)r >> USVM_PAGE_SHIFT;
-		if ((unsigned long)r < (len << USVM_PAGE_SHIFT))
+		i += (unsigned long)r >> PAGE_SHIFT;
+		if ((unsigned long)r < (len << PAGE_SHIFT))
 			break;
 	}
 	return (long)i;
@@ -187,8 +204,8 @@ static void sim_devmem_release(struct usvm_devmem *dm)
 		/* Pages whose data was dropped still sit in the pool: discard them
 		 * (one call per contiguous run; moved-out pages are already empty). */
 		if (!sp->released && dm->dropped)
-			madvise((void *)(sp->base + (a->pfn[i] << USVM_PAGE_SHIFT)),
-				(j - i) << USVM_PAGE_SHIFT, MADV_DONTNEED);
+			usvm_host_pool_discard(&sp->pool, pfn_addr(sp, a->pfn[i]),
+					       (j - i) << PAGE_SHIFT);
 		for (; i < j; i++)
 			bit_clear(sp->bitmap, a->pfn[i]);
 	}
@@ -205,7 +222,7 @@ static int sim_device_map(struct usvm_pagemap *pm, struct usvm_device *device,
 
 	if (pfn >= sp->npages || sp->released)
 		return -EFAULT;
-	out->addr = sp->base + (pfn << USVM_PAGE_SHIFT);
+	out->addr = pfn_addr(sp, pfn);
 	out->proto = USVM_INTERCONNECT_DRIVER;
 	out->order = 0;
 	(void)device; /* simulated devices share one fast interconnect */
@@ -223,7 +240,7 @@ static void sim_release_pool(struct sim_pool *sp)
 	pthread_mutex_lock(&sp->lock);
 	if (!sp->released) {
 		sp->released = 1;
-		munmap((void *)sp->base, sp->npages << USVM_PAGE_SHIFT);
+		usvm_host_pool_destroy(&sp->pool);
 	}
 	pthread_mutex_unlock(&sp->lock);
 }
@@ -238,7 +255,6 @@ static void sim_destroy(struct usvm_pagemap *pm)
 	struct sim_pool *sp = to_sim(pm);
 
 	sim_release_pool(sp);
-	close(sp->uffd);
 	pthread_mutex_destroy(&sp->lock);
 	free(sp->bitmap);
 	free(sp);
@@ -260,72 +276,35 @@ static const struct usvm_devmem_ops sim_devmem_ops = {
 	.devmem_release = sim_devmem_release,
 };
 
-/* Can this machine back @capacity bytes of pool (RAM + swap)? */
-static int machine_can_back(size_t capacity)
-{
-	struct sysinfo si;
-
-	if (sysinfo(&si))
-		return 1;
-	return capacity <= ((uint64_t)si.totalram + si.totalswap) * si.mem_unit;
-}
-
 int usvm_sim_pagemap_create(const char *name, size_t capacity, struct usvm_pagemap **out)
 {
 	struct sim_pool *sp;
-	uint64_t got = 0;
-	int mode = usvm_uffd_mode_requested(), err;
-	void *p;
+	int err;
 
 	if (!out || !capacity || (capacity & (USVM_PAGE_SIZE - 1)))
 		return -EINVAL;
-	if (!machine_can_back(capacity))
-		return -ENOMEM;
 	sp = calloc(1, sizeof(*sp));
 	if (!sp)
 		return -ENOMEM;
-	sp->npages = capacity >> USVM_PAGE_SHIFT;
+	sp->npages = capacity >> PAGE_SHIFT;
 	sp->nfree = sp->npages;
 	sp->bitmap = calloc((sp->npages + 63) / 64, sizeof(uint64_t));
-	if (!sp->bitmap) {
-		free(sp);
-		return -ENOMEM;
-	}
-	err = uffd_open(UFFD_FEATURE_MOVE | UFFD_FEATURE_SIGBUS, &got, &mode);
-	if (err < 0)
-		goto fail;
-	sp->uffd = err;
-	if ((got & UFFD_FEATURE_MOVE) == 0) {
-		err = -ENOSYS;
-		goto fail_fd;
-	}
-	p = mmap(NULL, capacity, PROT_READ | PROT_WRITE,
-		 MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-	if (p == MAP_FAILED) {
-		err = -ENOMEM;
-		goto fail_fd;
-	}
-	sp->base = (uintptr_t)p;
-	/* A child process never sees the pool (fork.c brings every page home
-	 * first), and pool pages are never shared, so moves out never fail. */
-	madvise(p, capacity, MADV_DONTFORK);
-	err = uffd_register(sp->uffd, sp->base, capacity);
+	err = sp->bitmap ? usvm_host_pool_create(capacity, &sp->pool) : -ENOMEM;
 	if (err)
-		goto fail_map;
+		goto err_free;
 	pthread_mutex_init(&sp->lock, NULL);
 	sp->pm.ops = &sim_pagemap_ops;
 	sp->pm.devmem_ops = &sim_devmem_ops;
 	sp->pm.priv = sp;
 	err = usvm_pagemap_init(&sp->pm, name, capacity);
 	if (err)
-		goto fail_map;
+		goto err_pool;
 	*out = &sp->pm;
 	return 0;
-fail_map:
-	munmap(p, capacity);
-fail_fd:
-	close(sp->uffd);
-fail:
+err_pool:
+	pthread_mutex_destroy(&sp->lock);
+	usvm_host_pool_destroy(&sp->pool);
+err_free:
 	free(sp->bitmap);
 	free(sp);
 	return err;
