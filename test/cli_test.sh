@@ -111,6 +111,12 @@ usage_case "extra arg" "unexpected argument" run stream stencil
 usage_case "info option" "unknown option" info --bogus
 usage_case "bench option" "unknown option" bench --bogus
 usage_case "bench size" "not a size" bench --size huge
+# Messages name the command used and the value given (issue #11).
+usage_case "demo extra arg names demo" "usvm demo: unexpected argument" demo bogus
+usage_case "size 4095 said as given" "size 4095 is too small" run stream --size 4095
+# --plot that cannot be written fails before the run, not after it.
+usage_case "plot path checked first" "cannot create it" run stream --size 2M \
+	--plot /nonexistent-dir/x.svg
 
 # ---- no userfaultfd permission ---------------------------------------------
 # Simulated with an LD_PRELOAD shim making userfaultfd(2) fail with EPERM;
@@ -291,8 +297,40 @@ assert len(list(root.iter(ns + "polygon"))) >= 3
 EOF
 	fi
 done
-run_case "plot to a bad path" 1 "$USVM" run stream --size 1M -q --plot /nonexistent/dir/x.svg &&
-	{ grep -q "cannot write" "$TMP/err" && ok || bad "plot bad path: no message"; }
+# A directory that exists but is not writable is found before the run too.
+if [ "$(id -u)" -ne 0 ]; then
+	run_case "plot to a read-only dir" 2 "$USVM" run stream --size 1M -q --plot /proc/x.svg
+fi
+
+# ---- output that cannot be written is a failure ------------------------------
+if [ -w /dev/full ]; then
+	for args in "run stream --size 2M --json" "info" "--help" "run --help"; do
+		# shellcheck disable=SC2086
+		"$USVM" $args >/dev/full 2>"$TMP/err"
+		rc=$?
+		if [ "$rc" -eq 0 ]; then
+			bad "usvm $args > /dev/full: exit status 0"
+		elif ! grep -q "error writing to standard output" "$TMP/err"; then
+			bad "usvm $args > /dev/full: no message: $(head -c 200 "$TMP/err")"
+		else
+			ok
+		fi
+	done
+fi
+
+# ---- too little device memory is said, and the run still verifies ---------------
+run_case "device memory below a chunk" 0 "$USVM" run stream --size 8M --device-mem 1M && {
+	if grep -q "less than one 2M chunk" "$TMP/out"; then ok; else
+		bad "--device-mem 1M: no note that ranges cannot migrate"; fi
+}
+run_case "demo with too little device memory" 0 "$USVM" demo --size 8M --device-mem 1M && {
+	if grep -q "no chunk could migrate" "$TMP/out" && ! grep -q "migrated the$" "$TMP/out"
+	then ok; else bad "demo --device-mem 1M still says chunks migrated"; fi
+}
+run_case "oversubscribe ratio said once" 0 "$USVM" run oversubscribe --size 8M --devices 8 && {
+	if grep -q "3x the device" "$TMP/out"; then
+		bad "oversubscribe: hard-coded 3x next to the measured ratio"; else ok; fi
+}
 
 # ---- bench --------------------------------------------------------------------
 run_case "bench --quick" 0 "$USVM" bench --quick --size 2M && {

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
-#include "args.h"
 
 int cli_parse_ulong(const char *s, unsigned long *out)
 {
@@ -134,43 +133,44 @@ const char run_help[] =
 "  usvm run stencil --chunks 64K,4K --timeslice 2 --plot stencil.svg\n"
 "  usvm run pingpong --devices 2 --json | python3 -m json.tool\n";
 
-static int want_arg(const char *opt, const char *val)
+static int want_arg(const char *cmd, const char *opt, const char *val)
 {
 	if (!val)
-		return usage_error("run", "option %s needs a value", opt);
+		return usage_error(cmd, "option %s needs a value", opt);
 	return 0;
 }
 
-static int parse_size_opt(const char *opt, const char *val, size_t *out)
+static int parse_size_opt(const char *cmd, const char *opt, const char *val, size_t *out)
 {
 	int err;
 
-	if (want_arg(opt, val))
+	if (want_arg(cmd, opt, val))
 		return EXIT_USAGE;
 	err = usvm_parse_size(val, out);
 	if (err == -ERANGE)
-		return usage_error("run", "%s %s: size too large", opt, val);
+		return usage_error(cmd, "%s %s: size too large", opt, val);
 	if (err)
-		return usage_error("run", "%s: '%s' is not a size (examples: 4096, 64K, 32M, 1G)",
+		return usage_error(cmd, "%s: '%s' is not a size (examples: 4096, 64K, 32M, 1G)",
 				   opt, val);
 	return 0;
 }
 
-static int parse_num_opt(const char *opt, const char *val, unsigned long min,
+static int parse_num_opt(const char *cmd, const char *opt, const char *val, unsigned long min,
 			 unsigned long max, unsigned long *out)
 {
-	if (want_arg(opt, val))
+	if (want_arg(cmd, opt, val))
 		return EXIT_USAGE;
 	if (cli_parse_ulong(val, out))
-		return usage_error("run", "%s: '%s' is not a number", opt, val);
+		return usage_error(cmd, "%s: '%s' is not a number", opt, val);
 	if (*out < min || *out > max)
-		return usage_error("run", "%s %s: must be between %lu and %lu", opt, val, min, max);
+		return usage_error(cmd, "%s %s: must be between %lu and %lu", opt, val, min, max);
 	return 0;
 }
 
-void run_opts_defaults(struct run_opts *o)
+void run_opts_defaults(struct run_opts *o, const char *cmd)
 {
 	memset(o, 0, sizeof(*o));
+	o->cmd = cmd;
 	o->seed = 1;
 	o->progress = -1;
 	o->sample_ms = 5;
@@ -188,7 +188,7 @@ int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload)
 
 		if (a[0] != '-' || !a[1]) {
 			if (o->workload || !need_workload)
-				return usage_error("run", "unexpected argument '%s'", a);
+				return usage_error(o->cmd, "unexpected argument '%s'", a);
 			o->workload = a;
 			continue;
 		}
@@ -202,40 +202,40 @@ int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload)
 			eq = 1;
 		}
 #define TAKE() do { if (!eq) val = i + 1 < argc ? argv[++i] : NULL; } while (0)
-#define FLAG() do { if (eq) return usage_error("run", "option %s takes no value", opt); } while (0)
+#define FLAG() do { if (eq) return usage_error(o->cmd, "option %s takes no value", opt); } while (0)
 		if (!strcmp(opt, "--help") || !strcmp(opt, "-h")) {
 			fputs(run_help, stdout);
 			return -1;
 		} else if (!strcmp(opt, "--size")) {
 			TAKE();
-			rc = parse_size_opt(opt, val, &o->size);
+			rc = parse_size_opt(o->cmd, opt, val, &o->size);
 			if (!rc && o->size == 0)
-				rc = usage_error("run", "--size must be greater than 0");
+				rc = usage_error(o->cmd, "--size must be greater than 0");
 		} else if (!strcmp(opt, "--device-mem")) {
 			TAKE();
-			rc = parse_size_opt(opt, val, &o->dev_mem);
+			rc = parse_size_opt(o->cmd, opt, val, &o->dev_mem);
 			if (!rc && o->dev_mem == 0)
-				rc = usage_error("run", "--device-mem 0: a device needs some memory "
+				rc = usage_error(o->cmd, "--device-mem 0: a device needs some memory "
 						 "(a capacity of at least 4K)");
 		} else if (!strcmp(opt, "--devices")) {
 			TAKE();
-			rc = parse_num_opt(opt, val, 1, CLI_MAX_DEVICES, &n);
+			rc = parse_num_opt(o->cmd, opt, val, 1, CLI_MAX_DEVICES, &n);
 			o->devices = (unsigned)n;
 		} else if (!strcmp(opt, "--timeslice")) {
 			TAKE();
-			rc = parse_num_opt(opt, val, 0, 100000, &n);
+			rc = parse_num_opt(o->cmd, opt, val, 0, 100000, &n);
 			o->timeslice_ms = n;
 		} else if (!strcmp(opt, "--chunks")) {
 			char err[128];
 
 			TAKE();
-			if (want_arg(opt, val))
+			if (want_arg(o->cmd, opt, val))
 				return EXIT_USAGE;
 			if (cli_parse_chunks(val, o->chunks, err, sizeof(err)))
-				rc = usage_error("run", "--chunks %s: %s", val, err);
+				rc = usage_error(o->cmd, "--chunks %s: %s", val, err);
 		} else if (!strcmp(opt, "--policy")) {
 			TAKE();
-			if (want_arg(opt, val))
+			if (want_arg(o->cmd, opt, val))
 				return EXIT_USAGE;
 			if (!strcmp(val, "always"))
 				o->policy = USVM_POLICY_ALWAYS;
@@ -244,36 +244,36 @@ int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload)
 			else if (!strcmp(val, "never"))
 				o->policy = USVM_POLICY_NEVER;
 			else
-				rc = usage_error("run", "--policy '%s': use always, once or never", val);
+				rc = usage_error(o->cmd, "--policy '%s': use always, once or never", val);
 		} else if (!strcmp(opt, "--iterations")) {
 			TAKE();
-			rc = parse_num_opt(opt, val, 1, 1000000, &n);
+			rc = parse_num_opt(o->cmd, opt, val, 1, 1000000, &n);
 			o->iterations = (unsigned)n;
 		} else if (!strcmp(opt, "--seed")) {
 			TAKE();
-			if (want_arg(opt, val))
+			if (want_arg(o->cmd, opt, val))
 				return EXIT_USAGE;
 			if (cli_parse_ulong(val, &n))
-				rc = usage_error("run", "--seed: '%s' is not a number", val);
+				rc = usage_error(o->cmd, "--seed: '%s' is not a number", val);
 			o->seed = n;
 		} else if (!strcmp(opt, "--threads")) {
 			TAKE();
-			rc = parse_num_opt(opt, val, 1, 64, &n);
+			rc = parse_num_opt(o->cmd, opt, val, 1, 64, &n);
 			o->threads = (unsigned)n;
 		} else if (!strcmp(opt, "--device-threads")) {
 			TAKE();
-			rc = parse_num_opt(opt, val, 1, 64, &n);
+			rc = parse_num_opt(o->cmd, opt, val, 1, 64, &n);
 			o->dev_threads = (unsigned)n;
 		} else if (!strcmp(opt, "--sample-ms")) {
 			TAKE();
-			rc = parse_num_opt(opt, val, 1, 10000, &n);
+			rc = parse_num_opt(o->cmd, opt, val, 1, 10000, &n);
 			o->sample_ms = (unsigned)n;
 		} else if (!strcmp(opt, "--plot")) {
 			TAKE();
-			if (want_arg(opt, val))
+			if (want_arg(o->cmd, opt, val))
 				return EXIT_USAGE;
 			if (!*val)
-				rc = usage_error("run", "--plot needs a file name");
+				rc = usage_error(o->cmd, "--plot needs a file name");
 			o->plot = val;
 		} else if (!strcmp(opt, "--json")) {
 			FLAG();
@@ -291,7 +291,7 @@ int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload)
 			FLAG();
 			o->progress = 0;
 		} else {
-			return usage_error("run", "unknown option '%s' (see 'usvm run --help')", a);
+			return usage_error(o->cmd, "unknown option '%s' (see 'usvm run --help')", a);
 		}
 #undef TAKE
 #undef FLAG

@@ -2,7 +2,8 @@
 /*
  * The usvm command-line program: shared declarations.
  *
- *   main.c      subcommand dispatch, --help, --version
+ *   main.c      subcommand dispatch, --help, --version, stdout errors
+ *   cmd_run.c   `usvm run` and `usvm demo`: workload lookup, the run, reports
  *   args.c      option parsing (sizes, numbers, chunk lists) and `run` options
  *   run.c       the run environment: mm, simulated devices, phases, helpers
  *   workloads.c the built-in workloads (stream, stencil, random, pingpong,
@@ -13,7 +14,10 @@
  *   svg.c       the --plot SVG
  *   info.c      `usvm info`
  *   bench.c     `usvm bench`
- *   util.c      formatting, time, hashing
+ *   util.c      formatting, time, hashing, usage errors
+ *
+ * Dependencies only go down this list's reverse: workloads.c uses run.c,
+ * cmd_run.c uses both, main.c the commands; util.c is used by all.
  *
  * Only the public API of include/usvm.h is used.
  */
@@ -69,6 +73,12 @@ static inline uint64_t rng_below(struct rng *r, uint64_t n)
 	return n ? rng_next(r) % n : 0;
 }
 unsigned cli_ncpus(void);
+extern const char *cli_prog;
+/* "usvm CMD: <msg>" on stderr; returns EXIT_USAGE. */
+int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Explain a failed usvm_mm_create / pagemap / device creation on stderr. */
+void explain_setup_error(const char *what, int err);
+int is_help(const char *a);
 
 /* ---- args.c ------------------------------------------------------------ */
 /* Parse "4096", "64K", "2M", "1G", "1GiB", "16MB"; 0 or -EINVAL. */
@@ -77,6 +87,7 @@ int cli_parse_ulong(const char *s, unsigned long *out);
 int cli_parse_chunks(const char *s, size_t chunks[4], char *err, size_t errlen);
 
 struct run_opts {
+	const char *cmd;             /* "run" or "demo", for messages */
 	const char *workload;
 	size_t size;                 /* 0: the workload's default */
 	size_t dev_mem;              /* 0: the workload's default */
@@ -94,6 +105,11 @@ struct run_opts {
 	const char *plot;
 	unsigned sample_ms;
 };
+
+extern const char run_help[];
+void run_opts_defaults(struct run_opts *o, const char *cmd);
+/* Parse `usvm run`/`demo` options: 0, -1 (--help printed), or EXIT_USAGE. */
+int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload);
 
 /* ---- run.c ------------------------------------------------------------- */
 struct cli_snap {
@@ -194,6 +210,11 @@ void snap_sub(const struct cli_run *r, struct cli_snap *out, const struct cli_sn
 /* Bytes of the workload buffers in system memory (pm NULL) or @pm. */
 uint64_t run_resident(struct cli_run *r, struct usvm_pagemap *pm);
 
+/* Create the mm, pagemaps and devices of a run; free them. */
+int run_setup(struct cli_run *r);
+void run_teardown(struct cli_run *r);
+
+/* ---- cmd_run.c --------------------------------------------------------- */
 int cmd_run(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 
@@ -233,8 +254,12 @@ void monitor_stop(struct monitor *m);
 /* Samples kept for --plot (valid until monitor_free). */
 const struct mon_sample *monitor_samples(struct monitor *m, unsigned *n);
 void monitor_free(struct monitor *m);
-/* Clear the progress line if one is showing. */
-void monitor_progress_clear(struct monitor *m);
+/*
+ * Around output to the terminal: the progress line is cleared and cannot
+ * be redrawn until monitor_output_end (so it never lands inside a line).
+ */
+void monitor_output_begin(struct monitor *m);
+void monitor_output_end(struct monitor *m);
 
 /* ---- report.c ---------------------------------------------------------- */
 void report_table(struct cli_run *r, const struct cli_snap *total, FILE *f);
@@ -268,13 +293,5 @@ void json_finish(struct json *j);
 /* ---- info.c / bench.c -------------------------------------------------- */
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
-
-/* ---- main.c ------------------------------------------------------------ */
-extern const char *cli_prog;
-/* "usvm: <msg>" on stderr; returns EXIT_USAGE. */
-int usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Explain a failed usvm_mm_create / pagemap / device creation on stderr. */
-void explain_setup_error(const char *what, int err);
-int is_help(const char *a);
 
 #endif

@@ -5,8 +5,6 @@
 #include <string.h>
 #include "cli.h"
 
-const char *cli_prog = "usvm";
-
 static const char main_help[] =
 "usvm - user-space shared virtual memory between CPU threads and devices\n"
 "\n"
@@ -29,38 +27,8 @@ static const char main_help[] =
 "  usvm info\n"
 "  usvm run stream\n"
 "\n"
-"Environment: USVM_FAULT_THREADS (CPU fault handler threads, default 4),\n"
-"USVM_ARENA_SIZE (managed arena size), USVM_VERBOSE.  See usvm(1), usvm(3).\n";
-
-int is_help(const char *a)
-{
-	return !strcmp(a, "--help") || !strcmp(a, "-h");
-}
-
-int usage_error(const char *cmd, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "%s%s%s: ", cli_prog, cmd ? " " : "", cmd ? cmd : "");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return EXIT_USAGE;
-}
-
-void explain_setup_error(const char *what, int err)
-{
-	fprintf(stderr, "%s: %s: %s\n", cli_prog, what, usvm_strerror(err));
-	if (err == -EPERM) {
-		fprintf(stderr, "  To allow unprivileged use:  sudo sysctl vm.unprivileged_userfaultfd=1\n");
-	} else if (err == -ENOSYS) {
-		fprintf(stderr,
-			"  usvm migrates pages with UFFDIO_MOVE, which needs Linux 6.8 or newer\n"
-			"  (CONFIG_USERFAULTFD=y).\n");
-	}
-	fprintf(stderr, "  'usvm info' shows what this machine offers.\n");
-}
+"Environment: USVM_* options ('usvm info' lists every one with its value).\n"
+"See usvm(1), usvm(3).\n";
 
 static int cmd_help(int argc, char **argv)
 {
@@ -81,11 +49,10 @@ static int cmd_help(int argc, char **argv)
 	return usage_error("help", "no command '%s' (commands: run, demo, info, bench)", argv[0]);
 }
 
-int main(int argc, char **argv)
+static int dispatch(int argc, char **argv)
 {
 	const char *cmd;
 
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (argc < 2) {
 		fputs(main_help, stderr);
 		return EXIT_USAGE;
@@ -113,4 +80,22 @@ int main(int argc, char **argv)
 		return usage_error(NULL, "unknown option '%s' (see 'usvm --help')", cmd);
 	return usage_error(NULL, "unknown command '%s'; commands: run, demo, info, bench, help",
 			   cmd);
+}
+
+/* A command's output that did not reach its destination is a failure
+ * (e.g. 'usvm run stream --json > /dev/full'). */
+static int finish_stdout(int rc)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && !ferror(stdout))
+		return rc;
+	fprintf(stderr, "%s: error writing to standard output%s%s\n", cli_prog,
+		errno ? ": " : "", errno ? strerror(errno) : "");
+	return rc == EXIT_OK ? EXIT_FAIL : rc;
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	return finish_stdout(dispatch(argc, argv));
 }

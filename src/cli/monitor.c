@@ -170,10 +170,14 @@ static void progress_clear_locked(struct monitor *m)
 	}
 }
 
-void monitor_progress_clear(struct monitor *m)
+void monitor_output_begin(struct monitor *m)
 {
 	pthread_mutex_lock(&m->lock);
 	progress_clear_locked(m);
+}
+
+void monitor_output_end(struct monitor *m)
+{
 	pthread_mutex_unlock(&m->lock);
 }
 

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: MIT
-/* usvm CLI: formatting, time. */
+/* usvm CLI: formatting, time, usage errors. */
+#include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include "cli.h"
@@ -75,3 +78,37 @@ unsigned cli_ncpus(void)
 
 	return n > 0 ? (unsigned)n : 1;
 }
+
+const char *cli_prog = "usvm";
+
+int is_help(const char *a)
+{
+	return !strcmp(a, "--help") || !strcmp(a, "-h");
+}
+
+int usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s%s%s: ", cli_prog, cmd ? " " : "", cmd ? cmd : "");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return EXIT_USAGE;
+}
+
+void explain_setup_error(const char *what, int err)
+{
+	fprintf(stderr, "%s: %s: %s\n", cli_prog, what, usvm_strerror(err));
+	if (err == -EPERM) {
+		fprintf(stderr, "  To allow unprivileged use: give this user read+write access to\n"
+			"  /dev/userfaultfd, or 'sudo sysctl vm.unprivileged_userfaultfd=1'\n");
+	} else if (err == -ENOSYS) {
+		fprintf(stderr,
+			"  usvm migrates pages with UFFDIO_MOVE, which needs Linux 6.8 or newer\n"
+			"  (CONFIG_USERFAULTFD=y).\n");
+	}
+	fprintf(stderr, "  'usvm info' shows what this machine offers.\n");
+}
+

@@ -152,12 +152,18 @@ static void stream_explain(struct cli_run *r)
 	    "     userfaultfd faults, each served by mapping zero pages: %s CPU faults.\n"
 	    "     Everything is in system memory.\n",
 	    fmt_bytes(b1, sizeof(b1), s_bytes(r, 0)), fmt_count(c1, sizeof(c1), p1->delta.mm.cpu_faults));
-	say(r, "  2. The kernel on %s read a and wrote b through the device's own page table.\n"
-	    "     Its misses were %s device faults; the GPU SVM fault flow migrated the\n"
-	    "     faulting chunks into device memory: %s migrations, %s of a moved with\n"
-	    "     UFFDIO_MOVE (no copy), %s of b (never touched) cleared there instead.\n",
-	    dl, fmt_count(c2, sizeof(c2), df), fmt_count(c3, sizeof(c3), mig),
-	    fmt_bytes(b2, sizeof(b2), moved), fmt_bytes(b3, sizeof(b3), cleared));
+	if (mig)
+		say(r, "  2. The kernel on %s read a and wrote b through the device's own page table.\n"
+		    "     Its misses were %s device faults; the GPU SVM fault flow migrated the\n"
+		    "     faulting chunks into device memory: %s migrations, %s of a moved with\n"
+		    "     UFFDIO_MOVE (no copy), %s of b (never touched) cleared there instead.\n",
+		    dl, fmt_count(c2, sizeof(c2), df), fmt_count(c3, sizeof(c3), mig),
+		    fmt_bytes(b2, sizeof(b2), moved), fmt_bytes(b3, sizeof(b3), cleared));
+	else
+		say(r, "  2. The kernel on %s read a and wrote b through the device's own page table.\n"
+		    "     Its misses were %s device faults, but no chunk could migrate (too little\n"
+		    "     device memory, or policy never): the device worked on system memory.\n",
+		    dl, fmt_count(c2, sizeof(c2), df));
 	if (sysmap)
 		say(r, "     %s were used in place from system memory (mapped, not migrated).\n",
 		    fmt_bytes(b1, sizeof(b1), sysmap));
@@ -730,7 +736,8 @@ const struct workload cli_workloads[] = {
 	  1, 8, 32ul << 20, mem_twice, wl_random },
 	{ "pingpong", "one buffer bounced CPU -> dev0 -> dev1 -> CPU, checked and incremented each hop",
 	  2, 4, 32ul << 20, mem_twice, wl_pingpong },
-	{ "oversubscribe", "device sweeps over a working set 3x the device memory (evictions)",
+	{ "oversubscribe", "device sweeps over a working set larger than the device memory "
+	  "(3x by default): evictions",
 	  1, 3, 64ul << 20, mem_third, wl_oversubscribe },
 };
 const unsigned cli_nworkloads = sizeof(cli_workloads) / sizeof(cli_workloads[0]);

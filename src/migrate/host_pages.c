@@ -19,6 +19,28 @@
 /* A few quick retries for a page briefly locked; then the caller decides. */
 #define QUICK_TRIES 3
 
+/*
+ * A UFFDIO_MOVE cut short can report fewer pages than it moved (seen on
+ * Linux 6.18 under contention, with -EAGAIN).  Pages from @off on whose
+ * destination is mapped while their source is gone have moved: count them,
+ * so that they are neither lost (taken into a pool page nobody owns) nor
+ * moved twice.  Both sides are the caller's: it holds the block lock and the
+ * destination pages were empty.  Returns non-zero if it counted any.
+ */
+static int moved_anyway(uintptr_t dst, uintptr_t src, size_t *off, size_t len)
+{
+	size_t o = *off;
+
+	while (o < len && usvm_host_page_mapped(dst + o) && !usvm_host_page_mapped(src + o))
+		o += USVM_PAGE_SIZE;
+	if (o == *off)
+		return 0;
+	usvm_log2("move of %#lx: %zu pages moved without being counted", (unsigned long)src,
+		  (o - *off) >> USVM_PAGE_SHIFT);
+	*off = o;
+	return 1;
+}
+
 /* Zero-fill the pages of [dst, dst+len) that a hole-skipping move left empty. */
 static long fill_holes(int uffd, uintptr_t dst, size_t len, unsigned long *zeroed)
 {
@@ -73,20 +95,10 @@ long usvm_host_take_pages(struct usvm_devmem *dm, const struct usvm_host_pool *p
 			off += (size_t)r;
 			continue;
 		}
+		if (moved_anyway(dst, src, &off, len))
+			continue;
 		if (r == -EAGAIN && ++tries < QUICK_TRIES)
 			continue;
-		/*
-		 * -EEXIST: the pool page is filled although it was empty when
-		 * allocated.  A move cut short can report fewer pages than it
-		 * moved (seen on Linux 6.18 under contention): if the source
-		 * page is gone, this one moved already.  The caller holds the
-		 * block lock, so nothing else fills or empties the source.
-		 */
-		if (r == -EEXIST && !usvm_host_page_mapped(src + off)) {
-			usvm_log2("take: page %#lx moved without being counted", (unsigned long)(src + off));
-			off += USVM_PAGE_SIZE;
-			continue;
-		}
 		/* -EBUSY: shared since fork or pinned; -EAGAIN: busy now. */
 		*stop = r ? (int)-r : EIO;
 		break;
@@ -114,6 +126,8 @@ long usvm_host_give_pages(struct usvm_devmem *dm, uintptr_t dst, uintptr_t src, 
 			off += (size_t)r;
 			continue;
 		}
+		if (moved_anyway(dst, src, &off, len))
+			continue;
 		if (r == -EAGAIN && ++tries < QUICK_TRIES)
 			continue;
 		if (r == -ENOENT) {

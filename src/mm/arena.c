@@ -344,11 +344,13 @@ void mm_discard_cpu_pages(struct usvm_mm *mm, uintptr_t start, uintptr_t end, ui
 		long r = uffd_move(mm->uffd_trash, mm->trash, a, n,
 				   UFFDIO_MOVE_MODE_DONTWAKE | UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES);
 
+		/* All of the chunk: a move cut short may have moved more than
+		 * it reported (host_pages.c), and the trash must stay empty. */
+		madvise((void *)mm->trash, n, MADV_DONTNEED);
 		if (r == -EAGAIN && ++tries < 1000)
 			continue; /* injected, or a page briefly locked */
 		tries = 0;
 		if (r > 0) {
-			madvise((void *)mm->trash, (size_t)r, MADV_DONTNEED);
 			a += (uintptr_t)r;
 			continue;
 		}

@@ -290,7 +290,7 @@ static struct usvm_region *first_region_in(struct usvm_mm *mm, uintptr_t start, 
  */
 static int clear_stale(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
 {
-	struct usvm_backoff bo = USVM_BACKOFF_INIT(5000);
+	struct usvm_backoff bo = USVM_BACKOFF_INIT(2000);
 
 	for (;;) {
 		struct usvm_region *r;
@@ -308,12 +308,17 @@ static int clear_stale(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
 		if (mm_apply_queued_for(mm, lo, hi))
 			continue;
 		/* Its event may be raised and not read yet. */
-		if (!usvm_backoff(&bo)) {
-			usvm_log("mremap: [%#lx, %#lx) is still tracked for an old mapping",
-				 (unsigned long)lo, (unsigned long)hi);
-			return -EEXIST;
+		if (mm_changing(mm) && usvm_backoff(&bo)) {
+			mm_read_pass(mm);
+			continue;
 		}
-		mm_read_pass(mm);
+		/* Nothing is on its way about it: the kernel put a new mapping
+		 * there, so whatever was tracked there is dead. */
+		if (r->kind != USVM_REGION_USER)
+			return -EEXIST;
+		usvm_log("mremap: [%#lx, %#lx) was still tracked for a mapping that is gone",
+			 (unsigned long)r->start, (unsigned long)r->end);
+		handle_remove(mm, r->start, r->end, USVM_INVAL_UNMAP);
 	}
 }
 
@@ -346,6 +351,33 @@ static void remap_piece(struct usvm_mm *mm, int uffd, uintptr_t from, uintptr_t 
 		atomic_store(&newr->pending, 0);
 }
 
+static void owe_unmap(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct mm_dispatch *d = &mm->d;
+
+	if (d->nowed == ARRAY_SIZE(d->owed_unmap)) /* forget the oldest */
+		memmove(&d->owed_unmap[0], &d->owed_unmap[1],
+			--d->nowed * sizeof(d->owed_unmap[0]));
+	d->owed_unmap[d->nowed].start = start;
+	d->owed_unmap[d->nowed].end = end;
+	d->nowed++;
+}
+
+/* Is this UNMAP the one an mremap already applied?  Then it is consumed. */
+static int unmap_owed(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct mm_dispatch *d = &mm->d;
+	unsigned int i;
+
+	for (i = 0; i < d->nowed; i++) {
+		if (d->owed_unmap[i].start == start && d->owed_unmap[i].end == end) {
+			d->owed_unmap[i] = d->owed_unmap[--d->nowed];
+			return 1;
+		}
+	}
+	return 0;
+}
+
 static void handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_t len)
 {
 	uintptr_t cur = from, end = from + len;
@@ -372,11 +404,15 @@ static void handle_remap(struct usvm_mm *mm, uintptr_t from, uintptr_t to, size_
 		cur = pe;
 	}
 	/* Unless the program used MREMAP_DONTUNMAP, the old addresses are not
-	 * even mapped any more. */
-	if (mincore((void *)from, USVM_PAGE_SIZE, &vec) && errno == ENOMEM)
+	 * even mapped any more: that is applied now, and the UNMAP event the
+	 * kernel sends for them after the REMAP is skipped when it comes (by
+	 * then another mapping may have been moved there). */
+	if (mincore((void *)from, USVM_PAGE_SIZE, &vec) && errno == ENOMEM) {
 		handle_remove(mm, from, from + len, USVM_INVAL_UNMAP);
-	else
+		owe_unmap(mm, from, from + len);
+	} else {
 		handle_remove(mm, from, from + len, USVM_INVAL_REMOVE);
+	}
 }
 
 void mm_apply_event(struct usvm_mm *mm, const struct mm_msg *m)
@@ -388,7 +424,8 @@ void mm_apply_event(struct usvm_mm *mm, const struct mm_msg *m)
 		break;
 	case UFFD_EVENT_UNMAP:
 		STAT_ADD(mm->st.events_unmap, 1);
-		handle_remove(mm, (uintptr_t)m->a, (uintptr_t)m->b, USVM_INVAL_UNMAP);
+		if (!unmap_owed(mm, (uintptr_t)m->a, (uintptr_t)m->b))
+			handle_remove(mm, (uintptr_t)m->a, (uintptr_t)m->b, USVM_INVAL_UNMAP);
 		break;
 	case UFFD_EVENT_REMAP:
 		STAT_ADD(mm->st.events_remap, 1);

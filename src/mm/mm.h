@@ -241,6 +241,10 @@ struct mm_dispatch {
 	_Atomic uint64_t read_gen;  /* odd while the reader is inside read() */
 	_Atomic uint64_t ev_read, ev_applied;
 	_Atomic uint64_t passes;    /* complete read passes over every userfaultfd */
+	/* Applier only: the UNMAP of its old range each mremap still owes
+	 * (see events.c), to be skipped when it comes. */
+	struct { uintptr_t start, end; } owed_unmap[16];
+	unsigned int nowed;
 	atomic_int stopping;
 };
 
