@@ -190,100 +190,131 @@ static int needs_migration(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 	}
 }
 
-/*
- * Serve a device fault at @va.  Return 0 (retry the access) or a negative
- * errno (fatal for the access).
- */
-static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
+/* One fault's retry state. */
+struct fault_state {
+	int atomic;
+	int migrate_tries;              /* populate attempts left */
+	unsigned long timeslice;        /* doubled after a failed migration */
+};
+
+static int range_valid_for(struct usvm_device *dev, struct usvm_gpusvm_range *r, uintptr_t va,
+			   int atomic)
 {
-	struct usvm_gpusvm *svm = &dev->svm;
-	unsigned long timeslice = dev->timeslice_ms;
-	int migrate_tries = atomic ? 3 : 1;
-	int loops = 0, err = 0;
+	int valid;
 
-	STAT_ADD(dev->st.device_faults, 1);
-	pthread_mutex_lock(&svm->driver_lock);
-	for (;;) {
-		struct usvm_gpusvm_ctx ctx = {
-			.device = dev, .owner = dev->pagemap, .peer_access = dev->peer_access,
-		};
-		struct usvm_gpusvm_range *r;
-		int valid;
+	pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+	valid = entry_ok(dev, r, va, atomic);
+	pthread_rwlock_unlock(&dev->svm.notifier_lock);
+	return valid;
+}
 
-		if (loops++ >= FAULT_RETRY_LIMIT) {
-			err = -EBUSY;
-			break;
-		}
-		if (loops > 1)
-			STAT_ADD(dev->st.fault_retries, 1);
-		usvm_gpusvm_garbage_collect(svm);
-		r = usvm_gpusvm_range_find_or_insert(svm, va, &err);
-		if (!r) {
-			if (err == -EAGAIN)
-				continue;
-			break;
-		}
-		pthread_rwlock_rdlock(&svm->notifier_lock);
-		valid = entry_ok(dev, r, va, atomic);
-		pthread_rwlock_unlock(&svm->notifier_lock);
-		if (valid) {
-			err = 0; /* another thread served it already */
-			break;
-		}
-		if (migrate_tries > 0 && needs_migration(dev, r, atomic)) {
-			struct usvm_pagemap *target = migration_target(dev, atomic);
+/*
+ * The migration policy (drm_gpusvm DOC example): populate the range into
+ * the target pagemap if the policy wants it there and it is not there yet.
+ * Returns 1 when the caller should start over (an atomic whose migration
+ * failed), else 0: a failed migration falls back to mapping system pages.
+ */
+static int maybe_migrate(struct usvm_device *dev, struct usvm_gpusvm_range *r,
+			 struct fault_state *f)
+{
+	struct usvm_pagemap *target = migration_target(dev, f->atomic);
+	int in_place, err;
 
-			pthread_rwlock_rdlock(&svm->notifier_lock);
-			valid = range_in(dev, r, target);
-			pthread_rwlock_unlock(&svm->notifier_lock);
-			if (!valid) {
-				migrate_tries--;
-				STAT_ADD(dev->st.migrations_requested, 1);
-				err = usvm_pagemap_populate_mm(target, (void *)r->start,
-							       (void *)r->end, dev->mm, timeslice);
-				r->skip_migrate = 1;
-				if (err) {
-					STAT_ADD(dev->st.migration_failures, 1);
-					/* CPU mappings may have changed, or memory is short:
-					 * retry; without devmem_only we fall back to system. */
-					timeslice = MIN_UL(timeslice * 2, TIMESLICE_CAP_MS(dev));
-					if (atomic && migrate_tries > 0)
-						continue;
-				}
-			}
-		}
-		ctx.devmem_only = atomic && atomic_memory(dev) != NULL;
-		err = usvm_gpusvm_range_get_pages(svm, r, &ctx);
-		if (err == -EOPNOTSUPP) {
-			usvm_gpusvm_range_evict(svm, r);
-			continue;
-		}
-		if (err == -EFAULT && ctx.devmem_only) {
-			/* Atomics retry until the page is in device memory. */
-			migrate_tries = 3;
-			usleep(50);
-			continue;
-		}
-		if (err == -EFAULT) {
-			int gone;
+	if (f->migrate_tries <= 0 || !needs_migration(dev, r, f->atomic))
+		return 0;
+	pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+	in_place = range_in(dev, r, target);
+	pthread_rwlock_unlock(&dev->svm.notifier_lock);
+	if (in_place)
+		return 0;
+	f->migrate_tries--;
+	STAT_ADD(dev->st.migrations_requested, 1);
+	err = usvm_pagemap_populate_mm(target, (void *)r->start, (void *)r->end, dev->mm,
+				       f->timeslice);
+	r->skip_migrate = 1;
+	if (!err)
+		return 0;
+	/* CPU mappings may have changed, or memory is short: retry with a
+	 * longer timeslice; without devmem_only we fall back to system. */
+	STAT_ADD(dev->st.migration_failures, 1);
+	f->timeslice = MIN_UL(f->timeslice * 2, TIMESLICE_CAP_MS(dev));
+	return f->atomic && f->migrate_tries > 0;
+}
 
-			pthread_rwlock_rdlock(&svm->notifier_lock);
-			gone = r->unmapped;
-			pthread_rwlock_unlock(&svm->notifier_lock);
-			if (gone)
-				continue; /* collect it; find_or_insert then decides */
-			break;
-		}
-		if (err == -EBUSY || err == -EAGAIN)
-			continue;
-		if (err)
-			break;
+/* get_pages and bind.  0 (bound), 1 (start over) or a fatal -errno. */
+static int map_range(struct usvm_device *dev, struct usvm_gpusvm_range *r, struct fault_state *f)
+{
+	struct usvm_gpusvm_ctx ctx = {
+		.device = dev, .owner = dev->pagemap, .peer_access = dev->peer_access,
+		.devmem_only = f->atomic && atomic_memory(dev) != NULL,
+	};
+	int err = usvm_gpusvm_range_get_pages(&dev->svm, r, &ctx);
+
+	switch (err) {
+	case 0:
 		STAT_ADD(dev->st.bytes_mapped_system, ctx.mapped_system);
 		STAT_ADD(dev->st.bytes_mapped_device, ctx.mapped_device);
 		STAT_ADD(dev->st.bytes_mapped_peer, ctx.mapped_peer);
 		/* Bind: the access re-checks validity under the notifier lock;
-		 * an invalidation in between makes it fault again (-EAGAIN). */
-		break;
+		 * an invalidation in between makes it fault again. */
+		return 0;
+	case -EOPNOTSUPP:
+		usvm_gpusvm_range_evict(&dev->svm, r);
+		return 1;
+	case -EBUSY:
+	case -EAGAIN:
+		return 1;
+	case -EFAULT:
+		if (ctx.devmem_only) {
+			/* Atomics retry until the page is in device memory. */
+			f->migrate_tries = 3;
+			usleep(50);
+			return 1;
+		}
+		/* Unmapped meanwhile: collect it, find_or_insert then decides. */
+		pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+		err = r->unmapped ? 1 : -EFAULT;
+		pthread_rwlock_unlock(&dev->svm.notifier_lock);
+		return err;
+	default:
+		return err;
+	}
+}
+
+/*
+ * Serve a device fault at @va: garbage collect, find or insert the range,
+ * migrate per policy, get_pages, bind; retry on races.  Return 0 (retry the
+ * access) or a negative errno (fatal for the access).
+ */
+static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
+{
+	struct fault_state f = { atomic, atomic ? 3 : 1, dev->timeslice_ms };
+	struct usvm_gpusvm *svm = &dev->svm;
+	int loops, err = -EBUSY;
+
+	STAT_ADD(dev->st.device_faults, 1);
+	pthread_mutex_lock(&svm->driver_lock);
+	for (loops = 0; loops < FAULT_RETRY_LIMIT; loops++) {
+		struct usvm_gpusvm_range *r;
+
+		if (loops)
+			STAT_ADD(dev->st.fault_retries, 1);
+		usvm_gpusvm_garbage_collect(svm);
+		r = usvm_gpusvm_range_find_or_insert(svm, va, &err);
+		if (!r && err == -EAGAIN)
+			continue;
+		if (!r)
+			break;
+		if (range_valid_for(dev, r, va, atomic)) {
+			err = 0; /* another thread served it already */
+			break;
+		}
+		if (maybe_migrate(dev, r, &f))
+			continue;
+		err = map_range(dev, r, &f);
+		if (err != 1)
+			break;
+		err = -EBUSY;
 	}
 	pthread_mutex_unlock(&svm->driver_lock);
 	return err;

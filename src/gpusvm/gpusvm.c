@@ -4,64 +4,34 @@
  * (the design of drivers/gpu/drm/drm_gpusvm.c, on usvm's mm).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "gpusvm.h"
+#include "span.h"
 #include "migrate/migrate.h"
 
 #define GET_PAGES_TIMEOUT_NS 1000000000ull /* HMM_RANGE_DEFAULT_TIMEOUT */
 
 /* ---- lookup ------------------------------------------------------------ */
 
-static struct usvm_gpusvm_notifier *notifier_find(struct usvm_gpusvm *svm, uintptr_t addr,
-						  size_t *pos)
+static struct usvm_gpusvm_notifier *notifier_find(struct usvm_gpusvm *svm, uintptr_t addr)
 {
-	size_t lo = 0, hi = svm->nnotifiers;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		struct usvm_gpusvm_notifier *n = svm->notifiers[mid];
-
-		if (addr < n->start)
-			hi = mid;
-		else if (addr >= n->end)
-			lo = mid + 1;
-		else
-			return n;
-	}
-	if (pos)
-		*pos = lo;
-	return NULL;
+	return span_find((void *const *)svm->notifiers, svm->nnotifiers, addr);
 }
 
 /* Index of the first range of @n ending after @addr. */
 static size_t range_lower_bound(struct usvm_gpusvm_notifier *n, uintptr_t addr)
 {
-	size_t lo = 0, hi = n->nranges;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (n->ranges[mid]->end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
+	return span_lower_bound((void *const *)n->ranges, n->nranges, addr);
 }
 
 struct usvm_gpusvm_range *usvm_gpusvm_range_find(struct usvm_gpusvm *svm, uintptr_t addr)
 {
-	struct usvm_gpusvm_notifier *n = notifier_find(svm, addr, NULL);
-	size_t i;
+	struct usvm_gpusvm_notifier *n = notifier_find(svm, addr);
 
-	if (!n)
-		return NULL;
-	i = range_lower_bound(n, addr);
-	if (i < n->nranges && n->ranges[i]->start <= addr)
-		return n->ranges[i];
-	return NULL;
+	return n ? span_find((void *const *)n->ranges, n->nranges, addr) : NULL;
 }
 
 static int range_overlaps(struct usvm_gpusvm_notifier *n, uintptr_t start, uintptr_t end)
@@ -208,10 +178,9 @@ static int chunk_fits_mm(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 
 static struct usvm_gpusvm_notifier *notifier_get(struct usvm_gpusvm *svm, uintptr_t addr)
 {
-	struct usvm_gpusvm_notifier *n;
-	size_t pos = 0;
+	struct usvm_gpusvm_notifier *n = notifier_find(svm, addr);
+	int err;
 
-	n = notifier_find(svm, addr, &pos);
 	if (n)
 		return n;
 	n = calloc(1, sizeof(*n));
@@ -219,89 +188,48 @@ static struct usvm_gpusvm_notifier *notifier_get(struct usvm_gpusvm *svm, uintpt
 		return NULL;
 	n->start = ALIGN_DOWN_UL(addr, svm->notifier_size);
 	n->end = n->start + svm->notifier_size;
-	/* Readers (device accesses) walk the array: swap it under the lock. */
+	/* Readers (device accesses) walk the array: change it under the lock. */
 	pthread_rwlock_wrlock(&svm->notifier_lock);
-	if (svm->nnotifiers == svm->capn) {
-		size_t cap = svm->capn ? svm->capn * 2 : 8;
-		struct usvm_gpusvm_notifier **a = realloc(svm->notifiers, cap * sizeof(*a));
-
-		if (!a) {
-			pthread_rwlock_unlock(&svm->notifier_lock);
-			free(n);
-			return NULL;
-		}
-		svm->notifiers = a;
-		svm->capn = cap;
-	}
-	memmove(&svm->notifiers[pos + 1], &svm->notifiers[pos],
-		(svm->nnotifiers - pos) * sizeof(*svm->notifiers));
-	svm->notifiers[pos] = n;
-	svm->nnotifiers++;
+	err = span_insert((void ***)&svm->notifiers, &svm->nnotifiers, &svm->capn, n);
 	pthread_rwlock_unlock(&svm->notifier_lock);
+	if (err) {
+		free(n);
+		return NULL;
+	}
 	return n;
 }
 
-struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *svm,
-							   uintptr_t fault_addr, int *err)
+/* The largest aligned chunk around @addr inside the memory and notifier @n,
+ * not overlapping an existing range (drm_gpusvm_range_chunk_size).  0 or
+ * -EINVAL; regions_lock held. */
+static int pick_chunk(struct usvm_gpusvm *svm, struct usvm_gpusvm_notifier *n, uintptr_t addr,
+		      uintptr_t *start, uintptr_t *end)
 {
-	struct usvm_gpusvm_notifier *n;
-	struct usvm_gpusvm_range *r;
-	uintptr_t start = 0, end = 0;
-	size_t pos;
-	int i, found = 0, gone;
+	int i;
 
-	usvm_rwlock_rdlock(&svm->mm->regions_lock);
-	if (!chunk_fits_mm(svm->mm, ALIGN_DOWN_UL(fault_addr, USVM_PAGE_SIZE),
-			   ALIGN_DOWN_UL(fault_addr, USVM_PAGE_SIZE) + USVM_PAGE_SIZE)) {
-		usvm_rwlock_unlock(&svm->mm->regions_lock);
-		*err = -EFAULT; /* no "VMA": nobody mapped this address */
-		return NULL;
-	}
-	n = notifier_get(svm, fault_addr);
-	if (!n) {
-		usvm_rwlock_unlock(&svm->mm->regions_lock);
-		*err = -ENOMEM;
-		return NULL;
-	}
-	pthread_rwlock_rdlock(&svm->notifier_lock);
-	r = usvm_gpusvm_range_find(svm, fault_addr);
-	gone = r && r->unmapped;
-	pthread_rwlock_unlock(&svm->notifier_lock);
-	if (r && !gone) {
-		usvm_rwlock_unlock(&svm->mm->regions_lock);
-		return r;
-	}
-	if (r) {
-		/* An unmapped range not collected yet: collect, then retry. */
-		usvm_rwlock_unlock(&svm->mm->regions_lock);
-		*err = -EAGAIN;
-		return NULL;
-	}
-	/* The largest aligned chunk inside the memory and the notifier, not
-	 * overlapping an existing range (drm_gpusvm_range_chunk_size). */
 	for (i = 0; i < svm->num_chunks; i++) {
 		size_t c = svm->chunk_sizes[i];
 
-		start = ALIGN_DOWN_UL(fault_addr, c);
-		end = start + c;
-		if (start < n->start || end > n->end || !chunk_fits_mm(svm->mm, start, end))
+		*start = ALIGN_DOWN_UL(addr, c);
+		*end = *start + c;
+		if (*start < n->start || *end > n->end || !chunk_fits_mm(svm->mm, *start, *end))
 			continue;
-		if (c != USVM_PAGE_SIZE && range_overlaps(n, start, end))
+		if (c != USVM_PAGE_SIZE && range_overlaps(n, *start, *end))
 			continue;
-		found = 1;
-		break;
+		return 0;
 	}
-	usvm_rwlock_unlock(&svm->mm->regions_lock);
-	if (!found) {
-		*err = -EINVAL;
-		return NULL;
-	}
-	r = calloc(1, sizeof(*r));
+	return -EINVAL;
+}
+
+static struct usvm_gpusvm_range *range_new(struct usvm_gpusvm_notifier *n, uintptr_t start,
+					   uintptr_t end)
+{
+	struct usvm_gpusvm_range *r = calloc(1, sizeof(*r));
+
 	if (r)
 		r->addrs = calloc((end - start) >> USVM_PAGE_SHIFT, sizeof(*r->addrs));
 	if (!r || !r->addrs) {
 		free(r);
-		*err = -ENOMEM;
 		return NULL;
 	}
 	r->start = start;
@@ -309,25 +237,68 @@ struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *s
 	r->notifier = n;
 	r->notifier_seq = (unsigned long)-1;
 	r->migrate_devmem = 1; /* all managed memory is private anonymous */
-	pthread_rwlock_wrlock(&svm->notifier_lock);
-	if (n->nranges == n->cap) {
-		size_t cap = n->cap ? n->cap * 2 : 16;
-		struct usvm_gpusvm_range **a = realloc(n->ranges, cap * sizeof(*a));
+	return r;
+}
 
-		if (!a) {
-			pthread_rwlock_unlock(&svm->notifier_lock);
-			range_free(r);
-			*err = -ENOMEM;
-			return NULL;
-		}
-		n->ranges = a;
-		n->cap = cap;
+/*
+ * The range at @addr, or a new one (drm_gpusvm_range_find_or_insert); the
+ * notifier and the chunk are decided with regions_lock held, so that the
+ * memory they cover cannot change meanwhile.
+ */
+static struct usvm_gpusvm_range *find_or_pick(struct usvm_gpusvm *svm, uintptr_t addr,
+					      struct usvm_gpusvm_notifier **np,
+					      uintptr_t *start, uintptr_t *end, int *err)
+{
+	uintptr_t page = ALIGN_DOWN_UL(addr, USVM_PAGE_SIZE);
+	struct usvm_gpusvm_range *r = NULL;
+
+	*err = 0;
+	usvm_rwlock_rdlock(&svm->mm->regions_lock);
+	if (!chunk_fits_mm(svm->mm, page, page + USVM_PAGE_SIZE)) {
+		*err = -EFAULT; /* no "VMA": nobody mapped this address */
+		goto out_unlock;
 	}
-	pos = range_lower_bound(n, start);
-	memmove(&n->ranges[pos + 1], &n->ranges[pos], (n->nranges - pos) * sizeof(*n->ranges));
-	n->ranges[pos] = r;
-	n->nranges++;
+	*np = notifier_get(svm, addr);
+	if (!*np) {
+		*err = -ENOMEM;
+		goto out_unlock;
+	}
+	pthread_rwlock_rdlock(&svm->notifier_lock);
+	r = usvm_gpusvm_range_find(svm, addr);
+	if (r && r->unmapped) {
+		r = NULL;
+		*err = -EAGAIN; /* unmapped, not collected yet: collect, then retry */
+	}
 	pthread_rwlock_unlock(&svm->notifier_lock);
+	if (!r && !*err)
+		*err = pick_chunk(svm, *np, addr, start, end);
+out_unlock:
+	usvm_rwlock_unlock(&svm->mm->regions_lock);
+	return r;
+}
+
+struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *svm,
+							   uintptr_t fault_addr, int *err)
+{
+	struct usvm_gpusvm_notifier *n = NULL;
+	struct usvm_gpusvm_range *r;
+	uintptr_t start = 0, end = 0;
+
+	r = find_or_pick(svm, fault_addr, &n, &start, &end, err);
+	if (r || *err)
+		return r;
+	r = range_new(n, start, end);
+	if (!r) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	pthread_rwlock_wrlock(&svm->notifier_lock);
+	*err = span_insert((void ***)&n->ranges, &n->nranges, &n->cap, r);
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	if (*err) {
+		range_free(r);
+		return NULL;
+	}
 	STAT_ADD(svm->ranges_created, 1);
 	return r;
 }
@@ -402,51 +373,34 @@ static int snapshot_range(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *ran
 	return err;
 }
 
-int usvm_gpusvm_range_get_pages(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *range,
-				struct usvm_gpusvm_ctx *ctx)
+/* The range's sequence number before a snapshot, or -EFAULT if unmapped. */
+static long read_begin(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *range)
+{
+	long seq;
+
+	pthread_rwlock_rdlock(&svm->notifier_lock);
+	seq = range->unmapped ? -EFAULT : (long)(range->notifier->seq & LONG_MAX);
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	return seq;
+}
+
+/* Commit a snapshot taken at @seq: 0, -EAGAIN (invalidated meanwhile: take
+ * it again) or -EFAULT (unmapped meanwhile). */
+static int commit_pages(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *range,
+			struct usvm_gpusvm_ctx *ctx, const struct usvm_device_addr *addrs,
+			long seq)
 {
 	size_t npages = (range->end - range->start) >> USVM_PAGE_SHIFT, i;
-	uint64_t deadline = usvm_now_ns() + GET_PAGES_TIMEOUT_NS;
-	struct usvm_device_addr *addrs;
-	unsigned long seq;
-	int err;
+	int err = 0;
 
-	addrs = malloc(npages * sizeof(*addrs)); /* never allocate under the lock */
-	if (!addrs)
-		return -ENOMEM;
-retry:
-	if (usvm_now_ns() > deadline) {
-		free(addrs);
-		return -EBUSY;
-	}
-	pthread_rwlock_rdlock(&svm->notifier_lock);
-	if (range->unmapped) {
-		pthread_rwlock_unlock(&svm->notifier_lock);
-		free(addrs);
-		return -EFAULT;
-	}
-	seq = range->notifier->seq;
-	pthread_rwlock_unlock(&svm->notifier_lock);
-
-	err = snapshot_range(svm, range, ctx, addrs);
-	if (err == -EAGAIN) {
-		usleep(100);
-		goto retry;
-	}
-	if (err) {
-		free(addrs);
-		return err;
-	}
 	pthread_rwlock_wrlock(&svm->notifier_lock);
 	if (range->unmapped) {
-		pthread_rwlock_unlock(&svm->notifier_lock);
-		free(addrs);
-		return -EFAULT;
+		err = -EFAULT;
+		goto out_unlock;
 	}
-	if (range->notifier->seq != seq) {
-		/* An invalidation ran meanwhile: what we saw may be stale. */
-		pthread_rwlock_unlock(&svm->notifier_lock);
-		goto retry;
+	if ((long)(range->notifier->seq & LONG_MAX) != seq) {
+		err = -EAGAIN;
+		goto out_unlock;
 	}
 	ctx->mapped_system = ctx->mapped_device = ctx->mapped_peer = 0;
 	range->has_devmem_pages = 0;
@@ -461,10 +415,36 @@ retry:
 			range->has_devmem_pages = 1;
 	}
 	range->has_dma_mapping = 1;
-	range->notifier_seq = seq;
+	range->notifier_seq = (unsigned long)seq;
+out_unlock:
 	pthread_rwlock_unlock(&svm->notifier_lock);
+	return err;
+}
+
+int usvm_gpusvm_range_get_pages(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *range,
+				struct usvm_gpusvm_ctx *ctx)
+{
+	size_t npages = (range->end - range->start) >> USVM_PAGE_SHIFT;
+	uint64_t deadline = usvm_now_ns() + GET_PAGES_TIMEOUT_NS;
+	struct usvm_device_addr *addrs;
+	long seq;
+	int err;
+
+	addrs = malloc(npages * sizeof(*addrs)); /* never allocate under the lock */
+	if (!addrs)
+		return -ENOMEM;
+	do {
+		/* The mmu interval notifier protocol: snapshot, then commit only
+		 * if no invalidation ran meanwhile (hmm_range_fault's retry). */
+		seq = read_begin(svm, range);
+		err = seq < 0 ? (int)seq : snapshot_range(svm, range, ctx, addrs);
+		if (!err)
+			err = commit_pages(svm, range, ctx, addrs, seq);
+		if (err == -EAGAIN)
+			usleep(100);
+	} while (err == -EAGAIN && usvm_now_ns() < deadline);
 	free(addrs);
-	return 0;
+	return err == -EAGAIN ? -EBUSY : err;
 }
 
 /* ---- evict / garbage collection -------------------------------------------- */
@@ -487,27 +467,12 @@ int usvm_gpusvm_range_evict(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *r
 static void range_remove(struct usvm_gpusvm *svm, struct usvm_gpusvm_range *r)
 {
 	struct usvm_gpusvm_notifier *n = r->notifier;
-	size_t i;
 
 	pthread_rwlock_wrlock(&svm->notifier_lock);
-	for (i = 0; i < n->nranges; i++) {
-		if (n->ranges[i] == r) {
-			memmove(&n->ranges[i], &n->ranges[i + 1],
-				(n->nranges - i - 1) * sizeof(*n->ranges));
-			n->nranges--;
-			break;
-		}
-	}
+	span_remove((void **)n->ranges, &n->nranges, r);
 	if (!n->nranges) {
 		/* Empty notifier: remove it too (drm_gpusvm_range_remove). */
-		for (i = 0; i < svm->nnotifiers; i++) {
-			if (svm->notifiers[i] == n) {
-				memmove(&svm->notifiers[i], &svm->notifiers[i + 1],
-					(svm->nnotifiers - i - 1) * sizeof(*svm->notifiers));
-				svm->nnotifiers--;
-				break;
-			}
-		}
+		span_remove((void **)svm->notifiers, &svm->nnotifiers, n);
 		free(n->ranges);
 		free(n);
 	}

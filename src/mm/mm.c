@@ -15,6 +15,7 @@
 #include "mm.h"
 #include "uffd.h"
 #include "inject.h"
+#include "span.h"
 
 /* Every userfaultfd of an mm sees munmap/madvise/mremap done behind our back. */
 #define MM_FEATURES (UFFD_FEATURE_MOVE | UFFD_FEATURE_EVENT_REMOVE | \
@@ -24,20 +25,7 @@
 
 struct usvm_region *mm_region_find(struct usvm_mm *mm, uintptr_t addr)
 {
-	size_t lo = 0, hi = mm->nregions;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		struct usvm_region *r = mm->regions[mid];
-
-		if (addr < r->start)
-			hi = mid;
-		else if (addr >= r->end)
-			lo = mid + 1;
-		else
-			return r;
-	}
-	return NULL;
+	return span_find((void *const *)mm->regions, mm->nregions, addr);
 }
 
 struct usvm_page *mm_page(struct usvm_mm *mm, uintptr_t addr, struct usvm_region **rp)
@@ -47,22 +35,6 @@ struct usvm_page *mm_page(struct usvm_mm *mm, uintptr_t addr, struct usvm_region
 	if (rp)
 		*rp = r;
 	return r ? region_page(r, addr) : NULL;
-}
-
-/* Index of the first region ending after @addr; caller locks. */
-static size_t region_lower_bound(struct usvm_mm *mm, uintptr_t addr)
-{
-	size_t lo = 0, hi = mm->nregions;
-
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-
-		if (mm->regions[mid]->end <= addr)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 static void *map_noreserve(size_t len)
@@ -101,23 +73,7 @@ struct usvm_region *mm_region_new(uintptr_t start, uintptr_t end,
 
 int mm_region_insert_locked(struct usvm_mm *mm, struct usvm_region *r)
 {
-	size_t i = region_lower_bound(mm, r->start);
-
-	if (i < mm->nregions && mm->regions[i]->start < r->end)
-		return -EEXIST;
-	if (mm->nregions == mm->cap_regions) {
-		size_t cap = mm->cap_regions ? mm->cap_regions * 2 : 16;
-		struct usvm_region **n = realloc(mm->regions, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		mm->regions = n;
-		mm->cap_regions = cap;
-	}
-	memmove(&mm->regions[i + 1], &mm->regions[i], (mm->nregions - i) * sizeof(*mm->regions));
-	mm->regions[i] = r;
-	mm->nregions++;
-	return 0;
+	return span_insert((void ***)&mm->regions, &mm->nregions, &mm->cap_regions, r);
 }
 
 int mm_region_insert(struct usvm_mm *mm, struct usvm_region *r)
@@ -148,13 +104,7 @@ int mm_region_add(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 
 void mm_region_remove_locked(struct usvm_mm *mm, struct usvm_region *r)
 {
-	size_t i = region_lower_bound(mm, r->start);
-
-	if (i < mm->nregions && mm->regions[i] == r) {
-		memmove(&mm->regions[i], &mm->regions[i + 1],
-			(mm->nregions - i - 1) * sizeof(*mm->regions));
-		mm->nregions--;
-	}
+	span_remove((void **)mm->regions, &mm->nregions, r);
 }
 
 void mm_region_free(struct usvm_region *r)
