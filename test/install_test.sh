@@ -15,7 +15,7 @@ tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 # Sanitizer builds: the examples need the same runtime.
 flags=$(sed -n 's/^CMAKE_C_FLAGS:STRING=//p' "$build/CMakeCache.txt")
-san=$(sed -n 's/^USVM_SANITIZE:STRING=//p' "$build/CMakeCache.txt")
+san=$(sed -n 's/^USVM_SANITIZE:[A-Z]*=//p' "$build/CMakeCache.txt")
 case "$san" in
   address) flags="$flags -fsanitize=address,undefined" ;;
   thread) flags="$flags -fsanitize=thread" ;;
@@ -30,7 +30,7 @@ libdir=$(dirname "$(find "$tmp/prefix" -name 'libusvm.so' | head -1)")
 echo "find_package(usvm): examples/backend"
 cmake -S "$src/examples/backend" -B "$tmp/ext" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
   -DCMAKE_C_FLAGS="$flags" >/dev/null || fail "configure examples/backend"
-cmake --build "$tmp/ext" 2>&1 | grep -E "warning|error" && fail "examples/backend: warnings"
+cmake --build "$tmp/ext" 2>&1 | grep -E "\.c:[0-9]+:[0-9]+: (warning|error)" && fail "examples/backend: warnings"
 cmake --build "$tmp/ext" >/dev/null || fail "build examples/backend"
 LD_LIBRARY_PATH="$libdir" "$tmp/ext/backend_test"; rc=$?
 [ $rc -eq 0 ] || [ $rc -eq 77 ] || fail "backend_test exit $rc"

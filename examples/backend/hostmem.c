@@ -205,5 +205,11 @@ err_free:
 
 unsigned long hostmem_releases(struct usvm_pagemap *pm)
 {
-	return hm_of(pm)->releases;
+	struct hostmem *hm = hm_of(pm);
+	unsigned long n;
+
+	pthread_mutex_lock(&hm->lock);
+	n = hm->releases;
+	pthread_mutex_unlock(&hm->lock);
+	return n;
 }

@@ -56,6 +56,7 @@ static void devmem_detach(struct devmem *dm)
 /* Page @idx no longer holds data for anyone (block lock held). */
 static void devmem_release_page(struct devmem *dm, uint32_t idx)
 {
+	mm_assert_block_locked(dm->mm, dm->block);
 	if (!dm->va[idx])
 		return;
 	dm->va[idx] = 0;
@@ -407,6 +408,7 @@ static void commit_taken(struct devmem *dm, const uintptr_t *src, long taken,
 	uint64_t bytes = (uint64_t)taken * USVM_PAGE_SIZE;
 	long i;
 
+	mm_assert_block_locked(mm, dm->block);
 	for (i = 0; i < taken; i++) {
 		region_page_set_dm(dm->region, src[i], &dm->base, (uint32_t)i);
 		dm->va[i] = src[i];

@@ -220,10 +220,11 @@ void mm_drop_range(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
 }
 
 /* Bring one block piece home; block lock held.  0 or the first error. */
-static long block_to_ram(struct usvm_region *r, uintptr_t a, uintptr_t bend)
+static long block_to_ram(struct usvm_mm *mm, struct usvm_region *r, uintptr_t a, uintptr_t bend)
 {
 	uintptr_t p;
 
+	mm_assert_block_locked(mm, a);
 	for (p = a; p < bend; p += USVM_PAGE_SIZE) {
 		struct usvm_page *pg = region_page(r, p);
 
@@ -250,7 +251,7 @@ int mm_migrate_range_to_ram(struct usvm_mm *mm, struct usvm_region *r,
 			/* The state bit is read under the lock: a populate that
 			 * passed its checks before may be committing right now. */
 			mm_block_lock_acquire(mm, a);
-			err = region_blk(r, a) & MM_BLK_STATE ? block_to_ram(r, a, bend) : 0;
+			err = region_blk(r, a) & MM_BLK_STATE ? block_to_ram(mm, r, a, bend) : 0;
 			mm_block_lock_release(mm, a);
 			/* -EAGAIN: an event is queued (the reader reads it
 			 * soon); -EIO: a copy failed.  Both are retried,
