@@ -36,6 +36,19 @@
  * pages to stay once they arrive), up to this. */
 #define TIMESLICE_CAP_MS(dev) MAX_UL((dev)->timeslice_ms, 100ul)
 
+/* Persistent launch workers (see DOC: launch). */
+struct launch_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t work_cv;      /* a launch was queued, or stopping */
+	pthread_cond_t done_cv;      /* a pool thread left a launch */
+	struct launch *head;         /* launches pool threads may still join */
+	pthread_t tids[16];
+	unsigned int nthreads, idle;
+	int stopping;
+	atomic_int started;
+	uint64_t fork_gen;           /* usvm_fork_gen at create: threads live here */
+};
+
 struct usvm_device {
 	char name[32];
 	struct usvm_mm *mm;
@@ -46,6 +59,7 @@ struct usvm_device {
 	unsigned long timeslice_ms;
 	unsigned int threads;
 	int peer_access;
+	struct launch_pool pool;
 	struct {
 		_Atomic uint64_t device_faults, fault_retries, fatal_faults;
 		_Atomic uint64_t migrations_requested, migration_failures;
@@ -531,6 +545,17 @@ struct usvm_device *usvm_kctx_device(struct usvm_kctx *ctx)
 
 /* ---- launch ------------------------------------------------------------------- */
 
+/*
+ * DOC: launch
+ *
+ * A device keeps threads - 1 worker threads for its whole life (started by
+ * the first launch with more than one work item); the launching thread is
+ * worker 0, so a launch always makes progress even when every pool thread
+ * is busy in another launch or blocked in a fault.  A launch is queued, idle
+ * pool threads join it and take work items until none is left; the caller
+ * waits only for the pool threads that actually joined.  An empty launch
+ * costs a queue insert and, at most, one wakeup, not a thread creation.
+ */
 struct launch {
 	struct usvm_device *dev;
 	usvm_kernel_fn fn;
@@ -539,11 +564,15 @@ struct launch {
 	atomic_ulong next;
 	atomic_int stop;
 	atomic_int result;
+	struct launch *qnext;
+	unsigned int helpers;   /* pool threads that may still join; pool lock */
+	unsigned int active;    /* pool threads inside it; pool lock */
+	int queued;             /* on the pool's queue; pool lock */
 };
 
-static void *launch_worker(void *p)
+/* Run work items of @l until none is left or one failed. */
+static void launch_run(struct launch *l)
 {
-	struct launch *l = p;
 	struct usvm_kctx ctx = { .dev = l->dev };
 
 	while (!atomic_load(&l->stop)) {
@@ -562,30 +591,123 @@ static void *launch_worker(void *p)
 			atomic_store(&l->stop, 1);
 		}
 	}
+}
+
+/* Take @l off the queue; pool lock held. */
+static void launch_dequeue(struct launch_pool *p, struct launch *l)
+{
+	struct launch **pp;
+
+	if (!l->queued)
+		return;
+	for (pp = &p->head; *pp != l; pp = &(*pp)->qnext)
+		;
+	*pp = l->qnext;
+	l->queued = 0;
+}
+
+static void *pool_main(void *arg)
+{
+	struct launch_pool *p = arg;
+	struct launch *l;
+
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		while (!p->head && !p->stopping) {
+			p->idle++;
+			pthread_cond_wait(&p->work_cv, &p->lock);
+			p->idle--;
+		}
+		if (p->stopping)
+			break;
+		l = p->head;
+		l->active++;
+		if (!--l->helpers)
+			launch_dequeue(p, l); /* as many helpers as it asked for */
+		pthread_mutex_unlock(&p->lock);
+		launch_run(l);
+		pthread_mutex_lock(&p->lock);
+		launch_dequeue(p, l); /* no work left in it */
+		if (!--l->active)
+			pthread_cond_broadcast(&p->done_cv);
+	}
+	pthread_mutex_unlock(&p->lock);
 	return NULL;
+}
+
+/* Start the pool threads once; fewer than asked is fine (the caller works). */
+static void pool_start(struct usvm_device *dev)
+{
+	struct launch_pool *p = &dev->pool;
+	unsigned int i;
+
+	pthread_mutex_lock(&p->lock);
+	for (i = p->nthreads; i + 1 < dev->threads && !p->stopping; i++) {
+		if (pthread_create(&p->tids[i], NULL, pool_main, p))
+			break;
+		p->nthreads = i + 1;
+	}
+	atomic_store(&p->started, 1);
+	pthread_mutex_unlock(&p->lock);
+}
+
+static void pool_stop(struct launch_pool *p)
+{
+	unsigned int i;
+
+	pthread_mutex_lock(&p->lock);
+	p->stopping = 1;
+	pthread_cond_broadcast(&p->work_cv);
+	pthread_mutex_unlock(&p->lock);
+	for (i = 0; i < p->nthreads; i++)
+		pthread_join(p->tids[i], NULL);
+	pthread_cond_destroy(&p->work_cv);
+	pthread_cond_destroy(&p->done_cv);
+	pthread_mutex_destroy(&p->lock);
 }
 
 int usvm_device_launch(struct usvm_device *dev, usvm_kernel_fn fn, unsigned long n, void *arg)
 {
 	struct launch l = { .dev = dev, .fn = fn, .arg = arg, .n = n };
-	pthread_t tids[16];
-	unsigned int i, nt;
+	struct launch_pool *p;
+	struct launch **pp;
+	unsigned int helpers;
 
 	if (!dev || !fn)
 		return -EINVAL;
+	if (dev->pool.fork_gen != atomic_load(&usvm_fork_gen))
+		return -ENODEV; /* the parent's device, in a fork child */
 	if (!n)
 		return 0;
 	atomic_init(&l.next, 0);
 	atomic_init(&l.stop, 0);
 	atomic_init(&l.result, 0);
-	nt = (unsigned)MIN_UL(dev->threads, n);
-	for (i = 1; i < nt; i++)
-		if (pthread_create(&tids[i], NULL, launch_worker, &l))
-			break;
-	nt = i;
-	launch_worker(&l); /* the caller's thread is worker 0 */
-	for (i = 1; i < nt; i++)
-		pthread_join(tids[i], NULL);
+	p = &dev->pool;
+	helpers = (unsigned int)MIN_UL(dev->threads - 1, n - 1);
+	if (!helpers) {
+		launch_run(&l);
+		return atomic_load(&l.result);
+	}
+	if (!atomic_load(&p->started))
+		pool_start(dev);
+	pthread_mutex_lock(&p->lock);
+	l.helpers = helpers;
+	l.queued = 1;
+	for (pp = &p->head; *pp; pp = &(*pp)->qnext)
+		;
+	*pp = &l;
+	/* Wake only threads that are idle: busy ones look at the queue
+	 * when they finish. */
+	if (p->idle)
+		helpers == 1 ? pthread_cond_signal(&p->work_cv)
+			     : pthread_cond_broadcast(&p->work_cv);
+	pthread_mutex_unlock(&p->lock);
+	launch_run(&l); /* the caller's thread is worker 0 */
+	pthread_mutex_lock(&p->lock);
+	launch_dequeue(p, &l);
+	while (l.active)
+		pthread_cond_wait(&p->done_cv, &p->lock);
+	pthread_mutex_unlock(&p->lock);
 	return atomic_load(&l.result);
 }
 
@@ -717,6 +839,10 @@ int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *o,
 	mm_get(mm);
 	usvm_pagemap_get(dev->pagemap);
 	usvm_pagemap_get(dev->preferred);
+	dev->pool.fork_gen = atomic_load(&usvm_fork_gen);
+	pthread_mutex_init(&dev->pool.lock, NULL);
+	pthread_cond_init(&dev->pool.work_cv, NULL);
+	pthread_cond_init(&dev->pool.done_cv, NULL);
 	pthread_once(&guard_once, guard_install);
 	*out = dev;
 	return 0;
@@ -726,6 +852,9 @@ void usvm_device_destroy(struct usvm_device *dev)
 {
 	if (!dev)
 		return;
+	/* A fork child has no pool threads and must not touch the lock. */
+	if (dev->pool.fork_gen == atomic_load(&usvm_fork_gen))
+		pool_stop(&dev->pool);
 	usvm_gpusvm_fini(&dev->svm);
 	usvm_pagemap_put(dev->preferred);
 	usvm_pagemap_put(dev->pagemap);
