@@ -111,6 +111,10 @@ usage_case "extra arg" "unexpected argument" run stream stencil
 usage_case "info option" "unknown option" info --bogus
 usage_case "bench option" "unknown option" bench --bogus
 usage_case "bench size" "not a size" bench --size huge
+usage_case "bench size step" "multiple of 2M" bench --size 3M
+usage_case "bench rounds" "not a number from 1" bench --rounds 0
+usage_case "bench rounds missing" "needs a value" bench --rounds
+usage_case "bench only" "no group 'bogus'" bench --only fault,bogus
 # Messages name the command used and the value given (issue #11).
 usage_case "demo extra arg names demo" "usvm demo: unexpected argument" demo bogus
 usage_case "size 4095 said as given" "size 4095 is too small" run stream --size 4095
@@ -265,16 +269,35 @@ if [ -n "$PY" ]; then
 	run_case "info --json" 0 "$USVM" info --json &&
 		{ "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["usable"] is True and d["backends"]["cuda"] == "not built"' "$TMP/out" && ok ||
 			bad "info --json: $(head -c 300 "$TMP/out")"; }
+	# Every figure, each side and the ratio with median <= ... within [min, max].
 	run_case "bench --quick --json" 0 "$USVM" bench --quick --size 2M --json &&
+		{ "$PY" -c '
+import json,math,sys
+d=json.load(open(sys.argv[1]))
+assert d["command"] == "bench" and d["cpus"] >= 1 and d["kernel"] and d["uffd_mode"], d
+assert d["quick"] is True and d["rounds"] == 3 and d["migrate_bytes_per_size"] == 2 << 20
+want = ["first_touch", "fault_4K_median", "fault_4K_p99"]
+want += [k + "_" + s for s in ("4K", "64K", "2M") for k in ("populate", "migrate_back")]
+want += ["free_4K", "free_4K_device", "launch_median", "launch_p99", "scaling_2_threads",
+         "scaling_2_threads_same_blocks", "read_back_2M", "read_back_64K"]
+f=d["figures"]
+assert list(f) == want, list(f)
+for n, x in f.items():
+    assert 1 <= x["rounds"] <= 3 and x["unit"] and x["what"] and x["baseline_what"], n
+    assert x["better"] in ("higher", "lower"), n
+    for side in ("usvm", "baseline", "ratio"):
+        s = x[side]
+        assert all(math.isfinite(s[k]) and s[k] > 0 for k in ("median", "min", "max")), (n, side)
+        assert s["min"] <= s["median"] <= s["max"], (n, side)
+assert f["migrate_back_4K"]["extra"]["migrations_to_ram"]["median"] == 512
+' "$TMP/out" && ok || bad "bench --json: $(head -c 300 "$TMP/out")"; }
+	run_case "bench --only --json" 0 "$USVM" bench --quick --only launch,free --rounds 1 --json &&
 		{ "$PY" -c '
 import json,sys
 d=json.load(open(sys.argv[1]))
-r=d["results"]
-assert [x["alloc_size"] for x in r] == [4096, 65536, 2097152], r
-for x in r:
-    for k in ("populate", "migrate_back"):
-        assert x[k + "_bytes_per_s"] > 0 and abs(x[k + "_vs_memcpy"] - x[k + "_bytes_per_s"] / x["memcpy_bytes_per_s"]) < 1e-6 * x[k + "_vs_memcpy"] + 1e-12
-' "$TMP/out" && ok || bad "bench --json: $(head -c 300 "$TMP/out")"; }
+assert list(d["figures"]) == ["free_4K", "free_4K_device", "launch_median", "launch_p99"], d["figures"]
+assert all(x["rounds"] == 1 for x in d["figures"].values())
+' "$TMP/out" && ok || bad "bench --only --json: $(head -c 300 "$TMP/out")"; }
 else
 	echo "note: python3 not found; JSON and SVG checks skipped"
 fi
@@ -333,10 +356,28 @@ run_case "oversubscribe ratio said once" 0 "$USVM" run oversubscribe --size 8M -
 }
 
 # ---- bench --------------------------------------------------------------------
-run_case "bench --quick" 0 "$USVM" bench --quick --size 2M && {
-	grep -q "^4K" "$TMP/out" && grep -q "^64K" "$TMP/out" && grep -q "^2M" "$TMP/out" &&
-		grep -q "x " "$TMP/out" && ok || bad "bench: missing rows: $(cat "$TMP/out")"
+# The table: a header naming the machine, one row per figure with its ratio.
+bench_rows() {
+	grep -q "kernel .*CPUs" "$TMP/out" &&
+		grep -Eq "^populate_4K +GB/s .*x" "$TMP/out" &&
+		grep -Eq "^migrate_back_64K +GB/s .*x" "$TMP/out" &&
+		grep -Eq "^migrate_back_2M +GB/s .*x" "$TMP/out" &&
+		grep -Eq "^launch_p99 +us .*x" "$TMP/out" && ! grep -q "^first_touch" "$TMP/out"
 }
+run_case "bench --quick" 0 "$USVM" bench --quick --size 2M --rounds 2 --only migrate,launch && {
+	bench_rows && [ ! -s "$TMP/err" ] && ok || bad "bench: missing rows: $(cat "$TMP/out" "$TMP/err")"
+}
+# bench/migrate_bench is the same suite behind its own main.
+MB=$(dirname "$USVM")/bench/migrate_bench
+if [ -x "$MB" ]; then
+	run_case "migrate_bench --quick" 0 "$MB" --quick --size 2M --rounds 1 --only migrate,launch && {
+		bench_rows && grep -q "^migrate_bench" "$TMP/out" && ok ||
+			bad "migrate_bench: missing rows: $(cat "$TMP/out")"
+	}
+	"$MB" --bogus >"$TMP/out" 2>"$TMP/err"
+	[ $? -eq 2 ] && grep -q "^migrate_bench: unknown option" "$TMP/err" && ok ||
+		bad "migrate_bench --bogus: $(cat "$TMP/err")"
+fi
 
 echo "cli_test: $((tests - fails))/$tests passed in $(($(date +%s) - T0)) s"
 [ "$fails" -eq 0 ]

@@ -1,346 +1,434 @@
 // SPDX-License-Identifier: MIT
 /*
- * usvm CLI: `usvm bench` - the migration benchmark: the measurement of
- * bench/migrate_bench.c, through the public API.  For allocation sizes 4K,
- * 64K and 2M, over many allocations whose data the CPU wrote:
- *   populate      usvm_pagemap_populate_mm() of each allocation into a
- *                 simulated device memory (system memory -> device)
- *   migrate back  a CPU read of one byte per device-resident allocation,
- *                 which faults the whole allocation back (device -> system);
- *                 the throughput counts all bytes of the allocations
- *   memcpy        memcpy() between two warm buffers of the same total size
- * A warm-up round runs first and, bounded in time, decides how many
- * allocations are measured (fewer when faults are slow, e.g. in a VM).  Each
- * figure is the best of the rounds; ratios are to memcpy in the same run.
+ * usvm CLI: `usvm bench` and bench/migrate_bench - the command line of the
+ * benchmark suite (bench_suite.c measures): options, the table, the JSON.
  */
 #include <errno.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
+#include "bench.h"
 
 static const char bench_help[] =
-"Usage: usvm bench [options]\n"
+"Usage: %s [options]\n"
 "\n"
-"Migration throughput against memcpy, measured in the same run (the\n"
-"measurement of bench/migrate_bench.c).  For allocation sizes 4K, 64K and 2M,\n"
-"many allocations are written by the CPU, then:\n"
-"  populate      usvm_pagemap_populate_mm() per allocation (system -> device)\n"
-"  migrate back  the CPU reads one byte of each allocation; each read faults\n"
-"                the whole allocation back (device -> system)\n"
-"  memcpy        memcpy() of the same number of bytes between warm buffers\n"
-"Each figure is the best of the rounds; 'vs memcpy' is the ratio of the\n"
-"throughputs (1.00x = as fast as memcpy).  A warm-up round bounds the number\n"
-"of allocations by time, so slow faults (in a VM) shorten the run instead of\n"
-"stretching it; the MiB column says how much was measured.  'internal' is the\n"
-"library's own timing of the moves (mm stats ns_to_dev / ns_to_ram).  Data\n"
-"is verified.  The whole run stays within about 30 s (--quick: 10 s).\n"
+"The usvm benchmark suite.  Every figure is measured against a baseline doing\n"
+"the same work without usvm, in the same run, round after round.\n"
+"\n"
+"Groups of figures (--only selects):\n"
+"  first_touch  write 1 byte per 4 KiB page of a fresh usvm_alloc(256M)\n"
+"               vs the same on a fresh mmap() of 256M\n"
+"  fault        one CPU read of a device-resident 4 KiB allocation, each timed\n"
+"               (median, p99) vs a native write fault on a fresh 4 KiB page\n"
+"  migrate      populate (system -> device) and migrate back (a CPU touch of\n"
+"               each allocation faults it back) of 4K, 64K and 2M allocations\n"
+"               vs memcpy() of the same bytes\n"
+"  free         usvm_free() of a written / a device-resident 4 KiB allocation\n"
+"               vs free() of a written malloc(4096) block, per call\n"
+"  launch       an empty usvm_device_launch() (2 items, 2 device workers;\n"
+"               median, p99) vs handing 2 items to a 2-thread pool\n"
+"  scaling      CPU faults on device-resident 4 KiB allocations from 2\n"
+"               threads (own blocks; same blocks) vs 1 thread\n"
+"  read_back    migrate back 64M of 2M / 64K allocations and read every cache\n"
+"               line vs memcpy() of the same bytes: what a program pays\n"
+"\n"
+"Each cell is the median (min-max) over the rounds.  The ratio is usvm /\n"
+"baseline within each round: for GB/s and kfault/s above 1 is faster than\n"
+"the baseline, for us and ns above 1 is slower.  Sizes are fixed; a figure\n"
+"whose rounds run past its time budget (6 s; --quick 1 s) stops with fewer\n"
+"rounds.  Data is verified.  The default run takes about 20 s on 2 CPUs.\n"
 "\n"
 "Options:\n"
-"  --size SIZE   at most this many bytes per allocation size (default 128M;\n"
-"                --quick 16M)\n"
-"  --reps N      measured rounds (default 3; --quick 1)\n"
-"  --quick       a fast run\n"
-"  --json        one JSON object on stdout\n"
+"  --rounds N    measured rounds per figure (default 5; --quick 3)\n"
+"  --size SIZE   bytes per allocation size in 'migrate' (default 64M; --quick\n"
+"                4M): a multiple of 2M up to 1G\n"
+"  --only LIST   only these groups, comma separated (e.g. fault,launch)\n"
+"  --quick       small sizes: about a second\n"
+"  --json        one JSON object on stdout instead of the table\n"
 "  -h, --help    this help\n";
 
-struct bench_res {
-	size_t alloc, count, bytes;
-	double populate, back, memcpy_;      /* bytes per second */
-	double internal_to_dev, internal_to_ram;
-	uint64_t cpu_faults, migrations_back;
+struct bench_args {
+	int json, quick;
+	unsigned rounds;          /* 0: the default */
+	size_t size;              /* 0: the default */
+	unsigned groups;          /* 0: all */
 };
 
-static double rate(uint64_t bytes, uint64_t ns)
+/*
+ * "--name VALUE" or "--name=VALUE" at argv[*@i].
+ * Return: 0 if it is not --name, else 1 with *@val (NULL when missing).
+ */
+static int opt_arg(const char *name, int argc, char **argv, int *i, const char **val)
 {
-	return ns ? (double)bytes * 1e9 / (double)ns : 0.0;
+	size_t len = strlen(name);
+	const char *a = argv[*i];
+
+	if (strncmp(a, name, len) || (a[len] && a[len] != '='))
+		return 0;
+	if (a[len] == '=')
+		*val = a + len + 1;
+	else
+		*val = *i + 1 < argc ? argv[++*i] : NULL;
+	return 1;
 }
 
-static int bench_one(struct usvm_mm *mm, struct usvm_pagemap *pm, size_t total, size_t asz,
-		     unsigned rounds, uint64_t budget_ns, uint64_t deadline_ns,
-		     unsigned char *src, unsigned char *dst, struct bench_res *res)
+/* Return: 0, or EXIT_USAGE (said). */
+static int parse_only(const char *cmd, const char *list, unsigned *mask)
 {
-	size_t nmax = total / asz, n, i;
-	unsigned char **a = calloc(nmax ? nmax : 1, sizeof(*a));
-	uint64_t best_pop = UINT64_MAX, best_back = UINT64_MAX, best_cpy = UINT64_MAX, t0;
-	struct usvm_mm_stats s0, s1, f0, f1;
-	unsigned r;
-	int err = 0;
+	char buf[256], *tok, *save = NULL;
+	unsigned g;
 
-	memset(res, 0, sizeof(*res));
-	res->alloc = asz;
-	if (!a)
-		return -ENOMEM;
-	for (i = 0; i < nmax; i++) {
-		err = usvm_alloc(mm, asz, (void **)&a[i]);
-		if (err) {
-			fprintf(stderr, "%s bench: usvm_alloc: %s\n", cli_prog, usvm_strerror(err));
-			nmax = i;
-			goto out;
-		}
+	if (strlen(list) >= sizeof(buf))
+		return usage_error(cmd, "--only: list too long");
+	strcpy(buf, list);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		for (g = 0; g < bench_ngroups; g++)
+			if (!strcmp(tok, bench_groups[g].name))
+				break;
+		if (g == bench_ngroups)
+			return usage_error(cmd, "--only: no group '%s' (groups: first_touch, "
+					   "fault, migrate, free, launch, scaling, "
+					   "read_back)", tok);
+		*mask |= 1u << g;
 	}
-
-	/*
-	 * Warm-up, bounded in time: it decides how many allocations are used.
-	 * The CPU writes each allocation's data here (not up front), so that
-	 * slow first-touch faults shorten the run instead of stretching it.
-	 */
-	t0 = cli_now_ns();
-	for (n = 0; n < nmax; n++) {
-		memset(a[n], (int)(unsigned char)(n * 7 + 1), asz);   /* CPU-written data */
-		err = usvm_pagemap_populate_mm(pm, a[n], a[n] + asz, mm, 0);
-		if (err)
-			goto populate_failed;
-		(void)((volatile unsigned char *)a[n])[0];
-		if ((n & 15) == 15 && cli_now_ns() - t0 > budget_ns) {
-			n++;
-			break;
-		}
-	}
-
-	usvm_mm_stats(mm, &s0);
-	for (r = 0; r < rounds; r++) {
-		uint64_t tp, tb;
-		size_t bad = 0;
-		long on_dev = 0;
-
-		t0 = cli_now_ns();
-		for (i = 0; i < n; i++) {
-			err = usvm_pagemap_populate_mm(pm, a[i], a[i] + asz, mm, 0);
-			if (err)
-				goto populate_failed;
-		}
-		tp = cli_now_ns() - t0;
-		for (i = 0; i < n; i++)
-			on_dev += usvm_resident_bytes(mm, a[i], asz, pm);
-		if ((size_t)on_dev != n * asz) {
-			fprintf(stderr, "%s bench: only %ld of %zu bytes reached device memory\n",
-				cli_prog, on_dev, n * asz);
-			err = -EIO;
-			goto out;
-		}
-		usvm_mm_stats(mm, &f0);
-		t0 = cli_now_ns();
-		for (i = 0; i < n; i++) {
-			size_t off = (i * 4096 + 64) % asz;
-
-			if (((volatile unsigned char *)a[i])[off] != (unsigned char)(i * 7 + 1))
-				bad++;
-		}
-		tb = cli_now_ns() - t0;
-		usvm_mm_stats(mm, &f1);
-		if (bad) {
-			fprintf(stderr, "%s bench: %zu allocations read back wrong data\n", cli_prog, bad);
-			err = -EIO;
-			goto out;
-		}
-		res->cpu_faults = f1.cpu_faults - f0.cpu_faults;
-		res->migrations_back = f1.migrations_to_ram - f0.migrations_to_ram;
-		best_pop = tp < best_pop ? tp : best_pop;
-		best_back = tb < best_back ? tb : best_back;
-		if (cli_now_ns() > deadline_ns)
-			break;
-	}
-	/* Everything came back, every byte intact. */
-	for (i = 0; i < n; i++) {
-		size_t k;
-
-		if (usvm_resident_bytes(mm, a[i], asz, NULL) != (long)asz) {
-			fprintf(stderr, "%s bench: allocation %p not back in system memory\n",
-				cli_prog, (void *)a[i]);
-			err = -EIO;
-			goto out;
-		}
-		for (k = 0; k < asz; k += 512)
-			if (a[i][k] != (unsigned char)(i * 7 + 1)) {
-				fprintf(stderr, "%s bench: data mismatch at %p after migration\n",
-					cli_prog, (void *)(a[i] + k));
-				err = -EIO;
-				goto out;
-			}
-	}
-	usvm_mm_stats(mm, &s1);
-
-	for (r = 0; r < rounds + 2; r++) {
-		uint64_t tc;
-
-		t0 = cli_now_ns();
-		memcpy(dst, src, n * asz);
-		__asm__ __volatile__("" : : "r"(dst) : "memory");
-		tc = cli_now_ns() - t0;
-		best_cpy = tc < best_cpy ? tc : best_cpy;
-	}
-	if (memcmp(dst, src, 4096) || dst[n * asz - 1] != src[n * asz - 1]) {
-		fprintf(stderr, "%s bench: memcpy check failed\n", cli_prog);
-		err = -EIO;
-		goto out;
-	}
-	res->count = n;
-	res->bytes = n * asz;
-	res->populate = rate(n * asz, best_pop);
-	res->back = rate(n * asz, best_back);
-	res->memcpy_ = rate(n * asz, best_cpy);
-	res->internal_to_dev = rate(s1.bytes_to_dev - s0.bytes_to_dev, s1.ns_to_dev - s0.ns_to_dev);
-	res->internal_to_ram = rate(s1.bytes_to_ram - s0.bytes_to_ram, s1.ns_to_ram - s0.ns_to_ram);
-	goto out;
-populate_failed:
-	fprintf(stderr, "%s bench: populate of a %zu-byte allocation: %s\n", cli_prog, asz,
-		usvm_strerror(err));
-out:
-	for (i = 0; i < nmax; i++)
-		usvm_free(mm, a[i]);
-	free(a);
-	return err;
+	if (!*mask)
+		return usage_error(cmd, "--only needs a group name");
+	return 0;
 }
 
-int cmd_bench(int argc, char **argv)
+static int parse_rounds(const char *cmd, const char *v, unsigned *out)
 {
-	static const size_t sizes[] = { 4u << 10, 64u << 10, 2u << 20 };
-	struct bench_res res[3];
-	struct usvm_mm_options mo = { 0 };
-	struct usvm_pagemap *pm = NULL;
-	struct usvm_mm *mm = NULL;
-	struct usvm_caps caps;
-	size_t total = 0;
-	unsigned reps = 0, k;
-	unsigned char *src = NULL, *dst = NULL;
-	uint64_t start = cli_now_ns(), budget_ns, deadline_ns;
-	int json = 0, quick = 0, i, err, rc = EXIT_OK;
-	char b1[32];
+	char *end;
+	unsigned long n;
 
-	for (i = 0; i < argc; i++) {
-		const char *a = argv[i];
+	if (!v)
+		return usage_error(cmd, "--rounds needs a value");
+	errno = 0;
+	n = *v >= '0' && *v <= '9' ? strtoul(v, &end, 10) : 0;
+	if (errno || !n || *end || n > BENCH_MAX_ROUNDS)
+		return usage_error(cmd, "--rounds: '%s' is not a number from 1 to %d", v,
+				   BENCH_MAX_ROUNDS);
+	*out = (unsigned)n;
+	return 0;
+}
 
-		if (is_help(a)) {
-			fputs(bench_help, stdout);
-			return EXIT_OK;
-		} else if (!strcmp(a, "--json")) {
-			json = 1;
-		} else if (!strcmp(a, "--quick")) {
-			quick = 1;
-		} else if (!strcmp(a, "--size") || !strncmp(a, "--size=", 7)) {
-			const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
+static int parse_size(const char *cmd, const char *v, size_t *out)
+{
+	if (!v)
+		return usage_error(cmd, "--size needs a value");
+	if (usvm_parse_size(v, out) || !*out)
+		return usage_error(cmd, "--size: '%s' is not a size (examples: 16M, 128M)", v);
+	if (*out % (2u << 20) || *out > (1ul << 30))
+		return usage_error(cmd, "--size %s: use a multiple of 2M from 2M to 1G", v);
+	return 0;
+}
 
-			if (!v)
-				return usage_error("bench", "--size needs a value");
-			if (usvm_parse_size(v, &total) || total == 0)
-				return usage_error("bench", "--size: '%s' is not a size (examples: 16M, 128M)", v);
-			if (total < (2u << 20) || total > (4ul << 30) || total % (2u << 20))
-				return usage_error("bench", "--size %s: use a multiple of 2M from 2M to 4G", v);
-		} else if (!strcmp(a, "--reps") || !strncmp(a, "--reps=", 7)) {
-			const char *v = a[6] == '=' ? a + 7 : (i + 1 < argc ? argv[++i] : NULL);
-			unsigned long n;
+/* Return: 0, -1 (help printed), or EXIT_USAGE (said). */
+static int parse_args(const char *cmd, const char *who, int argc, char **argv,
+		      struct bench_args *a)
+{
+	const char *v;
+	int i, rc = 0;
 
-			if (!v)
-				return usage_error("bench", "--reps needs a value");
-			if (cli_parse_ulong(v, &n) || n < 1 || n > 100)
-				return usage_error("bench", "--reps: '%s' is not a number from 1 to 100", v);
-			reps = (unsigned)n;
+	memset(a, 0, sizeof(*a));
+	for (i = 0; i < argc && !rc; i++) {
+		if (is_help(argv[i])) {
+			printf(bench_help, who);
+			return -1;
+		} else if (!strcmp(argv[i], "--json")) {
+			a->json = 1;
+		} else if (!strcmp(argv[i], "--quick")) {
+			a->quick = 1;
+		} else if (opt_arg("--rounds", argc, argv, &i, &v) ||
+			   opt_arg("--reps", argc, argv, &i, &v)) {
+			rc = parse_rounds(cmd, v, &a->rounds);
+		} else if (opt_arg("--size", argc, argv, &i, &v)) {
+			rc = parse_size(cmd, v, &a->size);
+		} else if (opt_arg("--only", argc, argv, &i, &v)) {
+			rc = v ? parse_only(cmd, v, &a->groups)
+			       : usage_error(cmd, "--only needs a group name");
 		} else {
-			return usage_error("bench", "unknown option '%s' (see 'usvm bench --help')", a);
+			rc = usage_error(cmd, "unknown option '%s' (see '%s --help')", argv[i],
+					 who);
 		}
 	}
-	if (!total)
-		total = quick ? (16u << 20) : (128u << 20);
-	if (!reps)
-		reps = quick ? 1 : 3;
-	budget_ns = quick ? 300000000ull : 1500000000ull;
-	/* The whole run stays within ~30 s even when migrations are slow. */
-	deadline_ns = start + (quick ? 8 : 24) * 1000000000ull;
+	return rc;
+}
 
-	err = usvm_probe(&caps);
+static void cfg_init(struct bench_cfg *c, const struct bench_args *a)
+{
+	int q = a->quick;
+
+	c->quick = q;
+	c->rounds = a->rounds ? a->rounds : q ? 3 : 5;
+	c->groups = a->groups ? a->groups : (1u << bench_ngroups) - 1;
+	c->touch_bytes = q ? (16u << 20) : (256u << 20);
+	c->migrate_bytes = a->size ? a->size : q ? (4u << 20) : (64u << 20);
+	c->read_bytes = q ? (8u << 20) : (64u << 20);
+	c->lat_allocs = q ? 256 : 4096;
+	c->free_allocs = q ? 256 : 4096;
+	c->launches = q ? 200 : 5000;
+	c->scale_allocs = q ? 1024 : 4096;
+	c->budget_ns = (q ? 1 : 6) * 1000000000ull;
+}
+
+/* ---- output -------------------------------------------------------------- */
+
+struct bench_env {
+	struct usvm_caps caps;
+	const char *mode;          /* "syscall", "dev", "user" (USVM_UFFD_MODE) */
+	const char *mode_text;
+	const char *thp;
+	unsigned cpus;
+	unsigned long fault_threads;   /* 0: unknown */
+};
+
+static void env_init(struct bench *b, struct bench_env *e)
+{
+	struct usvm_mm_stats s;
+	struct usvm_option o;
+	unsigned i;
+
+	usvm_mm_stats(b->mm, &s);
+	e->mode = s.uffd_mode == USVM_UFFD_SYSCALL ? "syscall" :
+		  s.uffd_mode == USVM_UFFD_DEV ? "dev" : "user";
+	e->mode_text = s.uffd_mode == USVM_UFFD_SYSCALL ? "userfaultfd(2)" :
+		       s.uffd_mode == USVM_UFFD_DEV ? "/dev/userfaultfd" : "user-mode-only";
+	e->thp = e->caps.thp_mode == 0 ? "never" : e->caps.thp_mode == 1 ? "madvise" :
+		 e->caps.thp_mode == 2 ? "always" : "unknown";
+	e->cpus = cli_ncpus();
+	e->fault_threads = 0;
+	for (i = 0; usvm_option_info(i, &o) == 0; i++)
+		if (!strcmp(o.name, "fault_threads"))
+			e->fault_threads = strtoul(o.value, NULL, 10);
+}
+
+/* About 3 significant digits, never an exponent. */
+static const char *fmt_num(char *buf, size_t n, double v)
+{
+	double a = fabs(v);
+	int dec = a >= 100 ? 0 : a >= 10 ? 1 : a >= 1 ? 2 : a >= 0.1 ? 3 : a >= 0.01 ? 4 : 5;
+
+	if (!isfinite(v))
+		snprintf(buf, n, "-");
+	else
+		snprintf(buf, n, "%.*f", dec, v);
+	return buf;
+}
+
+/* "median (min-max)", the median followed by @suffix. */
+static const char *fmt_cell(char *buf, size_t n, const struct bench_series *s, const char *suffix)
+{
+	struct bench_stat st;
+	char m[32], lo[32], hi[32];
+
+	bench_stat(s, &st);
+	if (s->n < 2)
+		snprintf(buf, n, "%s%s", fmt_num(m, sizeof(m), st.med), suffix);
+	else
+		snprintf(buf, n, "%s%s (%s-%s)", fmt_num(m, sizeof(m), st.med), suffix,
+			 fmt_num(lo, sizeof(lo), st.min), fmt_num(hi, sizeof(hi), st.max));
+	return buf;
+}
+
+static void print_header(struct bench *b, const struct bench_env *e)
+{
+	const struct bench_cfg *c = &b->cfg;
+
+	printf("%s %s: kernel %s, %s, %u CPUs, %lu fault threads, THP %s\n", b->who,
+	       USVM_VERSION_STRING, e->caps.kernel, e->mode_text, e->cpus, e->fault_threads,
+	       e->thp);
+	printf("%s run: %u round%s per figure (fewer past %.0f s); median (min-max) over rounds; "
+	       "ratio = usvm / baseline per round\n\n", c->quick ? "quick" : "full", c->rounds,
+	       c->rounds == 1 ? "" : "s", (double)c->budget_ns / 1e9);
+	printf("%-30s %-9s %-24s %-24s %s\n", "figure", "unit", "usvm", "baseline", "ratio");
+	fflush(stdout);
+}
+
+static void print_rows(struct bench *b, unsigned from)
+{
+	char u[64], bl[64], r[64];
+	unsigned i;
+
+	for (i = from; i < b->nfigs; i++) {
+		const struct bench_fig *f = &b->figs[i];
+
+		if (!f->usvm.n)
+			continue;
+		printf("%-30s %-9s %-24s %-24s %s\n", f->name, f->unit,
+		       fmt_cell(u, sizeof(u), &f->usvm, ""), fmt_cell(bl, sizeof(bl), &f->base, ""),
+		       fmt_cell(r, sizeof(r), &f->ratio, "x"));
+	}
+	fflush(stdout);
+}
+
+static void print_legend(struct bench *b)
+{
+	char v[32];
+	unsigned i, k;
+
+	printf("\n%-30s %s\n%-30s %s\n", "figure", "usvm: what is measured", "",
+	       "baseline: the same work without usvm");
+	for (i = 0; i < b->nfigs; i++) {
+		const struct bench_fig *f = &b->figs[i];
+		struct bench_stat st;
+
+		printf("%-30s %s\n%-30s %s\n", f->name, f->what, "", f->base_what);
+		for (k = 0; k < f->nextra; k++) {
+			bench_stat(&f->extra[k].s, &st);
+			if (st.med == floor(st.med))    /* counts */
+				snprintf(v, sizeof(v), "%.0f", st.med);
+			else
+				fmt_num(v, sizeof(v), st.med);
+			printf("%-30s %s%s %s %s (median)\n", "", k ? "      " : "also: ",
+			       f->extra[k].name, v, f->extra[k].unit);
+		}
+	}
+}
+
+/* "median", "min" and "max" over the rounds, into the open object. */
+static void json_stat_fields(struct json *j, const struct bench_series *s)
+{
+	struct bench_stat st;
+
+	bench_stat(s, &st);
+	json_dbl(j, "median", st.med);
+	json_dbl(j, "min", st.min);
+	json_dbl(j, "max", st.max);
+}
+
+static void json_stat(struct json *j, const char *key, const struct bench_series *s)
+{
+	json_obj_begin(j, key);
+	json_stat_fields(j, s);
+	json_obj_end(j);
+}
+
+static void json_fig(struct json *j, const struct bench_fig *f)
+{
+	unsigned k;
+
+	json_obj_begin(j, f->name);
+	json_str(j, "group", f->group);
+	json_str(j, "unit", f->unit);
+	json_str(j, "better", f->higher_better ? "higher" : "lower");
+	json_str(j, "what", f->what);
+	json_str(j, "baseline_what", f->base_what);
+	json_u64(j, "bytes", f->bytes);
+	json_u64(j, "ops", f->ops);
+	json_u64(j, "rounds", f->usvm.n);
+	json_stat(j, "usvm", &f->usvm);
+	json_stat(j, "baseline", &f->base);
+	json_stat(j, "ratio", &f->ratio);
+	json_obj_begin(j, "extra");
+	for (k = 0; k < f->nextra; k++) {
+		json_obj_begin(j, f->extra[k].name);
+		json_str(j, "unit", f->extra[k].unit);
+		json_stat_fields(j, &f->extra[k].s);
+		json_obj_end(j);
+	}
+	json_obj_end(j);
+	json_obj_end(j);
+}
+
+static void print_json(struct bench *b, const struct bench_env *e, double secs)
+{
+	const struct bench_cfg *c = &b->cfg;
+	struct json j;
+	unsigned i;
+
+	json_init(&j, stdout, 1);
+	json_obj_begin(&j, NULL);
+	json_str(&j, "usvm_version", USVM_VERSION_STRING);
+	json_str(&j, "command", "bench");
+	json_str(&j, "kernel", e->caps.kernel);
+	json_str(&j, "uffd_mode", e->mode);
+	json_u64(&j, "cpus", e->cpus);
+	json_u64(&j, "fault_threads", e->fault_threads);
+	json_str(&j, "thp", e->thp);
+	json_bool(&j, "quick", c->quick);
+	json_u64(&j, "rounds", c->rounds);
+	json_dbl(&j, "budget_s_per_figure", (double)c->budget_ns / 1e9);
+	json_str(&j, "ratio", "usvm / baseline of the same round, over the rounds");
+	json_u64(&j, "first_touch_bytes", c->touch_bytes);
+	json_u64(&j, "migrate_bytes_per_size", c->migrate_bytes);
+	json_u64(&j, "read_back_bytes_per_size", c->read_bytes);
+	json_obj_begin(&j, "figures");
+	for (i = 0; i < b->nfigs; i++)
+		json_fig(&j, &b->figs[i]);
+	json_obj_end(&j);
+	json_dbl(&j, "total_s", secs);
+	json_obj_end(&j);
+	json_finish(&j);
+}
+
+/* ---- the run ------------------------------------------------------------- */
+
+/* Every selected group in order.  Return: EXIT_OK or EXIT_FAIL. */
+static int run_groups(struct bench *b, int json)
+{
+	unsigned g, from;
+
+	for (g = 0; g < bench_ngroups; g++) {
+		if (!(b->cfg.groups & (1u << g)))
+			continue;
+		from = b->nfigs;
+		if (bench_groups[g].run(b)) {
+			fprintf(stderr, "%s: %s: failed\n", b->who, bench_groups[g].name);
+			return EXIT_FAIL;
+		}
+		if (!json)
+			print_rows(b, from);
+	}
+	return EXIT_OK;
+}
+
+int bench_main(const char *cmd, int argc, char **argv)
+{
+	struct bench_args a;
+	struct bench_env e;
+	struct bench *b;
+	uint64_t t0 = cli_now_ns();
+	char who[64];
+	int rc, err;
+
+	snprintf(who, sizeof(who), "%s%s%s", cli_prog, cmd ? " " : "", cmd ? cmd : "");
+	rc = parse_args(cmd, who, argc, argv, &a);
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	err = usvm_probe(&e.caps);
 	if (err) {
 		explain_setup_error("this machine cannot run usvm", err);
 		return EXIT_FAIL;
 	}
-	mo.arena_size = 1ul << 30;
-	while (mo.arena_size < 2 * total)
-		mo.arena_size <<= 1;
-	err = usvm_mm_create(&mo, &mm);
-	if (err) {
-		explain_setup_error("cannot create the managed address space", err);
+	b = calloc(1, sizeof(*b));
+	if (!b) {
+		fprintf(stderr, "%s: out of memory\n", who);
 		return EXIT_FAIL;
 	}
-	err = usvm_sim_pagemap_create("bench", total + (4u << 20), &pm);
-	if (err) {
-		fprintf(stderr, "%s bench: cannot create simulated device memory: %s\n", cli_prog,
-			usvm_strerror(err));
-		usvm_mm_destroy(mm);
-		return EXIT_FAIL;
-	}
-	src = malloc(total);
-	dst = malloc(total);
-	if (!src || !dst) {
-		fprintf(stderr, "%s bench: out of memory\n", cli_prog);
-		rc = EXIT_FAIL;
+	memcpy(b->who, who, sizeof(who));
+	cfg_init(&b->cfg, &a);
+	rc = EXIT_FAIL;
+	if (bench_setup(b))
 		goto out;
-	}
-	/* Warm buffers: every page faulted in before any timing. */
-	for (size_t b = 0; b < total; b++)
-		src[b] = (unsigned char)(b * 131 + 7);
-	memset(dst, 0, total);
-
-	if (!json) {
-		printf("usvm bench: kernel %s, %s, up to %s per size, best of %u, %.1f s budget per phase\n",
-		       caps.kernel, quick ? "quick" : "full", fmt_bytes(b1, sizeof(b1), total), reps,
-		       (double)budget_ns / 1e9);
-		printf("  populate     = usvm_pagemap_populate_mm() per allocation (system -> device)\n");
-		printf("  migrate back = CPU reads one byte per allocation, faulting it back (device -> system)\n");
-		printf("  vs memcpy    = throughput / memcpy of the same bytes in the same run\n\n");
-		printf("%-6s %6s %7s  %13s %9s  %13s %9s  %11s  %s\n", "alloc", "MiB", "allocs",
-		       "populate", "vs memcpy", "migrate back", "vs memcpy", "memcpy",
-		       "internal to dev / to sys");
-	}
-	for (k = 0; k < 3; k++) {
-		err = bench_one(mm, pm, total, sizes[k], reps, budget_ns, deadline_ns, src, dst, &res[k]);
-		if (err) {
-			rc = EXIT_FAIL;
-			goto out;
-		}
-		if (!json) {
-			printf("%-6s %6.1f %7zu  %8.2f GB/s %8.3fx  %8.2f GB/s %8.3fx  %6.2f GB/s  %.2f / %.2f GB/s\n",
-			       fmt_size_short(b1, sizeof(b1), sizes[k]), (double)res[k].bytes / 1048576.0,
-			       res[k].count, res[k].populate / 1e9, res[k].populate / res[k].memcpy_,
-			       res[k].back / 1e9, res[k].back / res[k].memcpy_, res[k].memcpy_ / 1e9,
-			       res[k].internal_to_dev / 1e9, res[k].internal_to_ram / 1e9);
-			fflush(stdout);
-		}
-	}
-	if (json) {
-		struct json j;
-
-		json_init(&j, stdout, 1);
-		json_obj_begin(&j, NULL);
-		json_str(&j, "usvm_version", USVM_VERSION_STRING);
-		json_str(&j, "command", "bench");
-		json_str(&j, "kernel", caps.kernel);
-		json_bool(&j, "quick", quick);
-		json_u64(&j, "max_bytes_per_size", total);
-		json_u64(&j, "rounds", reps);
-		json_arr_begin(&j, "results");
-		for (k = 0; k < 3; k++) {
-			json_obj_begin(&j, NULL);
-			json_u64(&j, "alloc_size", res[k].alloc);
-			json_u64(&j, "allocs", res[k].count);
-			json_u64(&j, "bytes", res[k].bytes);
-			json_dbl(&j, "populate_bytes_per_s", res[k].populate);
-			json_dbl(&j, "populate_vs_memcpy", res[k].populate / res[k].memcpy_);
-			json_dbl(&j, "migrate_back_bytes_per_s", res[k].back);
-			json_dbl(&j, "migrate_back_vs_memcpy", res[k].back / res[k].memcpy_);
-			json_dbl(&j, "memcpy_bytes_per_s", res[k].memcpy_);
-			json_dbl(&j, "internal_to_dev_bytes_per_s", res[k].internal_to_dev);
-			json_dbl(&j, "internal_to_ram_bytes_per_s", res[k].internal_to_ram);
-			json_u64(&j, "cpu_faults_per_round", res[k].cpu_faults);
-			json_u64(&j, "migrations_back_per_round", res[k].migrations_back);
-			json_obj_end(&j);
-		}
-		json_arr_end(&j);
-		json_obj_end(&j);
-		json_finish(&j);
+	env_init(b, &e);
+	if (!a.json)
+		print_header(b, &e);
+	rc = run_groups(b, a.json);
+	if (rc == EXIT_OK && a.json) {
+		print_json(b, &e, (double)(cli_now_ns() - t0) / 1e9);
+	} else if (rc == EXIT_OK) {
+		print_legend(b);
+		printf("\ntotal %.1f s\n", (double)(cli_now_ns() - t0) / 1e9);
 	}
 out:
-	free(src);
-	free(dst);
-	usvm_pagemap_destroy(pm);
-	usvm_mm_destroy(mm);
+	bench_teardown(b);
+	free(b);
 	return rc;
+}
+
+int cmd_bench(int argc, char **argv)
+{
+	return bench_main("bench", argc, argv);
 }

@@ -13,7 +13,8 @@
  *   json.c      a tiny JSON writer
  *   svg.c       the --plot SVG
  *   info.c      `usvm info`
- *   bench.c     `usvm bench`
+ *   bench_suite.c  the benchmark's measurements (bench.h)
+ *   bench.c     `usvm bench` (and bench/migrate_bench): options, table, JSON
  *   util.c      formatting, time, hashing, usage errors
  *
  * Dependencies only go down this list's reverse: workloads.c uses run.c,
