@@ -645,6 +645,49 @@ static int nop_kernel(struct usvm_kctx *ctx, unsigned long idx, void *arg)
 	return 0;
 }
 
+/* Which threads run the items of a launch: the launching one, or others. */
+struct launch_check {
+	pthread_t caller;
+	atomic_ulong on_caller, elsewhere;
+};
+
+static int count_kernel(struct usvm_kctx *ctx, unsigned long idx, void *arg)
+{
+	struct launch_check *c = arg;
+
+	(void)ctx;
+	(void)idx;
+	if (pthread_equal(pthread_self(), c->caller))
+		atomic_fetch_add(&c->on_caller, 1);
+	else
+		atomic_fetch_add(&c->elsewhere, 1);
+	return 0;
+}
+
+/*
+ * Untimed: every item of @n launches ran exactly once?  An empty kernel
+ * cannot tell, so a counting one runs here.  Return: 0 or -EIO (reported);
+ * *@pct: percent of the items the launching thread ran itself.
+ */
+static int launch_check(struct bench *b, struct usvm_device *dev, unsigned n, double *pct)
+{
+	struct launch_check c = { .caller = pthread_self() };
+	unsigned long sum;
+	unsigned i;
+	int err;
+
+	for (i = 0; i < n; i++) {
+		err = usvm_device_launch(dev, count_kernel, 2, &c);
+		if (err)
+			return bench_fail(b, "usvm_device_launch: %s", usvm_strerror(err));
+	}
+	sum = atomic_load(&c.on_caller) + atomic_load(&c.elsewhere);
+	if (sum != 2ul * n)
+		return bench_fail(b, "%u launches of 2 items ran %lu items", n, sum);
+	*pct = 100.0 * (double)atomic_load(&c.on_caller) / (double)sum;
+	return 0;
+}
+
 /*
  * The baseline of a launch: hand @n work items to 2 waiting threads and
  * wait until they are done, with a mutex and two condition variables --
@@ -779,10 +822,13 @@ static int group_launch(struct bench *b)
 	uint64_t *su = calloc(n, sizeof(*su)), *sb = calloc(n, sizeof(*sb));
 	struct usvm_device *dev = NULL;
 	struct bench_fig *med, *p99;
+	struct bench_extra *oncaller;
 	struct pool pool;
+	double pct = 0;
 	int err = -ENOMEM;
 
 	launch_figs(b, &med, &p99);
+	oncaller = fig_extra(med, "items_run_by_caller", "%");
 	if (!su || !sb) {
 		bench_fail(b, "out of memory");
 		goto out;
@@ -802,9 +848,12 @@ static int group_launch(struct bench *b)
 	bench_phase_begin(b);
 	for (r = 0; !err && bench_more(b, r); r++) {
 		err = launch_round(b, dev, &pool, n, su, sb);
+		if (!err)
+			err = launch_check(b, dev, n < 1000 ? n : 1000, &pct);
 		if (!err) {
 			fig_push(med, pct_us(su, n, 0.5), pct_us(sb, n, 0.5));
 			fig_push(p99, pct_us(su, n, 0.99), pct_us(sb, n, 0.99));
+			series_push(&oncaller->s, pct);
 		}
 	}
 	pool_stop(&pool);
