@@ -286,6 +286,7 @@ struct usvm_mm_stats {
 	uint64_t registered_ranges;
 	uint64_t events_remove, events_unmap, events_remap;
 	uint64_t device_bytes_dropped;  /* device copies discarded by free/DONTNEED/munmap */
+	uint64_t free_pending_bytes;    /* freed, CPU pages not discarded yet (free_batch) */
 	int uffd_mode;                  /* enum usvm_uffd_mode in use */
 };
 

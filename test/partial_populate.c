@@ -7,6 +7,7 @@
  * Also across blocks ([1M, 3M) then [0, 4M)), after a CPU fault took part
  * of the range back (hmm-tests migrate_fault), and data stays intact.
  */
+#include <stdlib.h>
 #include "helpers.h"
 
 struct delta {
@@ -47,6 +48,9 @@ int main(void)
 	uint8_t *p;
 
 	test_init("partial_populate", 60);
+	/* Holes: pages the CPU never touched next to written ones (a write
+	 * would otherwise fill the rest of its block, see first_touch.c). */
+	setenv("USVM_WRITE_FILL", "4K", 1);
 	test_setup(&mm, &pm, 32 * MiB);
 
 	/* One block. */

@@ -7,6 +7,7 @@
  * reads zeros in the holes.
  * (hmm-tests: migrate_anon_huge_empty, migrate_anon_huge_zero.)
  */
+#include <stdlib.h>
 #include "helpers.h"
 
 int main(void)
@@ -20,6 +21,9 @@ int main(void)
 	size_t i;
 
 	test_init("zero_fill", 60);
+	/* Holes: pages the CPU never touched next to written ones (a write
+	 * would otherwise fill the rest of its block, see first_touch.c). */
+	setenv("USVM_WRITE_FILL", "4K", 1);
 	test_setup(&mm, &pm, 32 * MiB);
 
 	/* 1. Never touched. */

@@ -180,6 +180,7 @@ static void json_mm(struct json *j, const struct usvm_mm_stats *m)
 	U(migrations_to_dev); U(bytes_to_dev); U(ns_to_dev);
 	U(allocs); U(frees); U(live_allocs); U(live_bytes); U(registered_ranges);
 	U(events_remove); U(events_unmap); U(events_remap); U(device_bytes_dropped);
+	U(free_pending_bytes);
 #undef U
 	json_obj_end(j);
 }

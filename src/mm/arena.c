@@ -256,8 +256,10 @@ static int alloc_in_arena(struct usvm_mm *mm, size_t size, void **out)
 	size_t n = size >> USVM_PAGE_SHIFT, i, at = SIZE_MAX;
 	size_t align = size >= USVM_BLOCK_SIZE ? USVM_BLOCK_PAGES : size >= (64u << 10) ? 16 : 1;
 	struct usvm_region *r = NULL;
-	int err;
+	int err, retried = 0;
 
+again:
+	at = SIZE_MAX;
 	pthread_mutex_lock(&mm->alloc_lock);
 	usvm_rwlock_rdlock(&mm->regions_lock);
 	for (i = 0; i < mm->nregions; i++) {
@@ -269,6 +271,17 @@ static int alloc_in_arena(struct usvm_mm *mm, size_t size, void **out)
 			break;
 	}
 	usvm_rwlock_unlock(&mm->regions_lock);
+	if (at == SIZE_MAX && !retried) {
+		/* Freed pages waiting for their discard may be the room. */
+		pthread_mutex_lock(&mm->free_lock);
+		retried = mm->nfreed != 0;
+		pthread_mutex_unlock(&mm->free_lock);
+		if (retried) {
+			pthread_mutex_unlock(&mm->alloc_lock);
+			mm_discard_freed(mm);
+			goto again;
+		}
+	}
 	if (at == SIZE_MAX) {
 		err = region_map_new(mm, mm->arena_size, USVM_REGION_ARENA, &r);
 		if (err)
@@ -412,46 +425,176 @@ static void clear_busy_pages(struct usvm_mm *mm, struct usvm_region *r, uintptr_
 	}
 }
 
-/* Drop device copies and CPU pages of [a, end), marking the pages FREEING. */
-static uintptr_t free_pages_of(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
-			       uintptr_t end)
+/* May [a, bend) of one block have CPU pages?  Not if every page is held by
+ * a device allocation (device-resident pages have none); block lock held. */
+static int may_have_cpu_pages(struct usvm_region *r, uintptr_t a, uintptr_t bend)
+{
+	unsigned int blk = region_blk(r, a);
+	uintptr_t p;
+
+	if (!(blk & MM_BLK_CPU))
+		return 0;
+	if (!(blk & MM_BLK_STATE))
+		return 1;
+	for (p = a; p < bend; p += USVM_PAGE_SIZE)
+		if (!region_page(r, p)->dm)
+			return 1;
+	return 0;
+}
+
+/*
+ * Drop the device copies of [start, end) and mark the pages FREEING (no
+ * populate takes them any more).  Returns non-zero when some block has CPU
+ * pages, which still hold the old bytes.  regions_lock held.
+ */
+static int drop_freed_pages(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
+			    uintptr_t end)
+{
+	uintptr_t a, bend;
+	int cpu = 0;
+
+	for_each_block(a, bend, start, end) {
+		mm_block_lock_acquire(mm, a);
+		cpu |= may_have_cpu_pages(r, a, bend);
+		mm_invalidate(mm, a, bend, USVM_INVAL_REMOVE);
+		mm_drop_block(mm, r, a, bend, MM_PAGE_FREEING);
+		mm_block_lock_release(mm, a);
+	}
+	return cpu;
+}
+
+/* Discard the CPU pages of [start, end); returns the first busy page. */
+static uintptr_t discard_freed_pages(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
+				     uintptr_t end)
 {
 	uintptr_t a, bend, first_busy = 0;
 
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	for_each_block(a, bend, start, end) {
 		uintptr_t busy = 0;
 
 		mm_block_lock_acquire(mm, a);
-		mm_invalidate(mm, a, bend, USVM_INVAL_REMOVE);
-		mm_drop_block(mm, r, a, bend, MM_PAGE_FREEING);
 		if (region_blk(r, a) & MM_BLK_CPU)
 			mm_discard_cpu_pages(mm, a, bend, &busy);
 		mm_block_lock_release(mm, a);
 		if (busy && !first_busy)
 			first_busy = busy;
 	}
+	usvm_rwlock_unlock(&mm->regions_lock);
 	return first_busy;
 }
 
-static void unmark_freeing(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
-			   uintptr_t end)
+/* The pages of [start, start + n pages) may be allocated again. */
+static void release_freed_pages(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
+				uint32_t n)
 {
-	uintptr_t a, bend, p;
+	uintptr_t a, bend, p, end = start + ((uintptr_t)n << USVM_PAGE_SHIFT);
 
+	pthread_mutex_lock(&mm->alloc_lock);
+	bits_assign(r->bitmap, (start - r->start) >> USVM_PAGE_SHIFT, n, 0);
+	pthread_mutex_unlock(&mm->alloc_lock);
+	usvm_rwlock_rdlock(&mm->regions_lock);
 	for_each_block(a, bend, start, end) {
 		mm_block_lock_acquire(mm, a);
 		for (p = a; p < bend; p += USVM_PAGE_SIZE)
 			region_page_set_flags(r, p, 0, MM_PAGE_FREEING);
 		mm_block_lock_release(mm, a);
 	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+}
+
+/* ---- deferred discards ---------------------------------------------------- */
+
+/*
+ * DOC: deferred discards
+ *
+ * Discarding a freed page costs a page-table change and a TLB flush (a move
+ * to the trash area), which on a VM is tens of microseconds: as mimalloc
+ * delays purging freed OS memory, usvm_free only drops device copies and
+ * marks the pages FREEING, and queues the CPU pages.  Once free_batch bytes
+ * wait, one thread discards them all, sorted, with neighbours merged (a
+ * block of freed 4 KiB allocations is one move, not 512), and only then are
+ * the pages given back to the allocator: an allocation never gets pages
+ * holding someone's old bytes.  Until then their memory stays resident.
+ */
+
+static int freed_cmp(const void *a, const void *b)
+{
+	const struct mm_freed *x = a, *y = b;
+
+	return x->start < y->start ? -1 : x->start > y->start;
+}
+
+/* Discard and release @n queued frees (sorted here); no lock held. */
+static void discard_freed_list(struct usvm_mm *mm, struct mm_freed *v, size_t n)
+{
+	size_t i = 0, j;
+
+	qsort(v, n, sizeof(*v), freed_cmp);
+	while (i < n) {
+		uintptr_t end = v[i].start + ((uintptr_t)v[i].npages << USVM_PAGE_SHIFT), busy;
+
+		for (j = i + 1; j < n && v[j].r == v[i].r && v[j].start == end; j++)
+			end += (uintptr_t)v[j].npages << USVM_PAGE_SHIFT;
+		busy = discard_freed_pages(mm, v[i].r, v[i].start, end);
+		if (busy)
+			clear_busy_pages(mm, v[i].r, busy, end);
+		for (; i < j; i++)
+			release_freed_pages(mm, v[i].r, v[i].start, v[i].npages);
+	}
+}
+
+void mm_discard_freed(struct usvm_mm *mm)
+{
+	struct mm_freed *v;
+	size_t n;
+
+	pthread_mutex_lock(&mm->free_lock);
+	v = mm->freed;
+	n = mm->nfreed;
+	mm->freed = NULL;
+	mm->nfreed = mm->cap_freed = mm->freed_bytes = 0;
+	pthread_mutex_unlock(&mm->free_lock);
+	if (n)
+		discard_freed_list(mm, v, n);
+	free(v);
+}
+
+/* Queue a freed allocation whose CPU pages are still there. */
+static void defer_discard(struct usvm_mm *mm, struct usvm_region *r, uintptr_t start,
+			  uint32_t n)
+{
+	struct mm_freed one = { r, start, n };
+	int full;
+
+	pthread_mutex_lock(&mm->free_lock);
+	if (mm->nfreed == mm->cap_freed) {
+		size_t cap = mm->cap_freed ? mm->cap_freed * 2 : 256;
+		struct mm_freed *v = realloc(mm->freed, cap * sizeof(*v));
+
+		if (!v) {
+			pthread_mutex_unlock(&mm->free_lock);
+			discard_freed_list(mm, &one, 1); /* no memory: now */
+			return;
+		}
+		mm->freed = v;
+		mm->cap_freed = cap;
+	}
+	mm->freed[mm->nfreed++] = one;
+	mm->freed_bytes += (size_t)n << USVM_PAGE_SHIFT;
+	full = mm->freed_bytes >= mm->free_batch;
+	pthread_mutex_unlock(&mm->free_lock);
+	if (full)
+		mm_discard_freed(mm);
 }
 
 int usvm_free(struct usvm_mm *mm, void *ptr)
 {
-	uintptr_t a = (uintptr_t)ptr, busy;
+	uintptr_t a = (uintptr_t)ptr;
 	struct usvm_region *r;
 	uint32_t n;
 	size_t len;
+	int cpu;
 
 	if (!mm || !ptr)
 		return -EINVAL;
@@ -475,15 +618,11 @@ int usvm_free(struct usvm_mm *mm, void *ptr)
 		return free_dedicated(mm, r);
 	/* Arenas are never removed while the mm lives: @r stays valid. */
 	usvm_rwlock_rdlock(&mm->regions_lock);
-	busy = free_pages_of(mm, r, a, a + len);
+	cpu = drop_freed_pages(mm, r, a, a + len);
 	usvm_rwlock_unlock(&mm->regions_lock);
-	if (busy)
-		clear_busy_pages(mm, r, busy, a + len);
-	pthread_mutex_lock(&mm->alloc_lock);
-	bits_assign(r->bitmap, (a - r->start) >> USVM_PAGE_SHIFT, n, 0);
-	pthread_mutex_unlock(&mm->alloc_lock);
-	usvm_rwlock_rdlock(&mm->regions_lock);
-	unmark_freeing(mm, r, a, a + len);
-	usvm_rwlock_unlock(&mm->regions_lock);
+	if (cpu)
+		defer_discard(mm, r, a, n);
+	else
+		release_freed_pages(mm, r, a, n);
 	return 0;
 }

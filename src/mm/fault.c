@@ -28,6 +28,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include "mm.h"
 #include "uffd.h"
 
@@ -104,19 +105,71 @@ static void classify(struct usvm_mm *mm, struct mm_msg *m, enum fault_class c, i
 	}
 }
 
-/* Map zero pages at a never-touched page and a few following ones; block
- * lock held.  Returns bytes mapped or -errno (-EEXIST: already there). */
-static long fill_zero(struct usvm_region *r, int uffd, uintptr_t page)
+/*
+ * A read-only source of zeros for writable first-touch fills: a private
+ * anonymous mapping that is never written reads as the shared zero page,
+ * so UFFDIO_COPY from it reads one cache-hot page, whatever the length.
+ */
+static uintptr_t zero_src;
+static pthread_once_t zero_src_once = PTHREAD_ONCE_INIT;
+
+static void zero_src_init(void)
+{
+	void *p = mmap(NULL, USVM_BLOCK_SIZE, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (p != MAP_FAILED) {
+		madvise(p, USVM_BLOCK_SIZE, MADV_NOHUGEPAGE); /* the 4 KiB zero page */
+		zero_src = (uintptr_t)p;
+	}
+}
+
+/* May a fill cover @p after the faulting page?  Not a page with device
+ * data or a pending state, nor an arena page nobody allocated. */
+static int fillable(struct usvm_region *r, uintptr_t p, int stateful)
+{
+	if (stateful && (region_page(r, p)->dm || page_flags(region_page(r, p))))
+		return 0;
+	return r->kind != USVM_REGION_ARENA || mm_page_allocated(r, p);
+}
+
+/*
+ * A never-touched page faulted: fill it and the fillable pages after it,
+ * within the block.  A read maps zero pages (FIRST_TOUCH_PAGES ahead).  A
+ * write gets private zeroed pages at once (UFFDIO_COPY from zeros) - with
+ * the zero page it would take a second, copy-on-write fault and a TLB
+ * flush per page - up to write_fill bytes (default: the rest of the
+ * block) when the block was never touched (the program is writing fresh
+ * memory: as a THP fault would), else FIRST_TOUCH_PAGES.  Block lock
+ * held; wakes no one.  Returns bytes mapped or -errno (-EEXIST: already
+ * there).
+ */
+static long fill_zero(struct usvm_mm *mm, struct usvm_region *r, int uffd, uintptr_t page,
+		      int write)
 {
 	uintptr_t end = page + USVM_PAGE_SIZE, lim, p;
-	int stateful = region_blk(r, page) & MM_BLK_STATE;
+	unsigned int blk = region_blk(r, page);
+	int stateful = blk & MM_BLK_STATE, fresh;
 	long ret;
 
 	lim = MIN_UL(r->end, ALIGN_DOWN_UL(page, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
-	lim = MIN_UL(lim, page + FIRST_TOUCH_PAGES * USVM_PAGE_SIZE);
-	while (end < lim && !(stateful && (region_page(r, end)->dm || page_flags(region_page(r, end)))))
+	if (write)
+		pthread_once(&zero_src_once, zero_src_init);
+	write = write && zero_src;
+	/* Registered ranges start "may have CPU pages" (mm.c): there the
+	 * copy simply stops at the first page that exists (-EEXIST). */
+	fresh = !blk || (r->kind == USVM_REGION_USER && !stateful);
+	if (!write)
+		lim = MIN_UL(lim, page + FIRST_TOUCH_PAGES * USVM_PAGE_SIZE);
+	else if (fresh)
+		lim = MIN_UL(lim, page + mm->write_fill);
+	else
+		lim = MIN_UL(lim, page + MIN_UL(mm->write_fill, FIRST_TOUCH_PAGES * USVM_PAGE_SIZE));
+	while (end < lim && fillable(r, end, stateful))
 		end += USVM_PAGE_SIZE;
-	ret = uffd_zeropage(uffd, page, end - page, 1);
+	if (write)
+		ret = uffd_copy(uffd, page, zero_src, end - page, 0);
+	else
+		ret = uffd_zeropage(uffd, page, end - page, 0);
 	if (ret <= 0)
 		return ret;
 	region_blk_set(r, page, MM_BLK_CPU);
@@ -137,15 +190,17 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 	uint64_t retry_at = 0;
 	long ret;
 
+	/* Counted before the faulting thread is woken: it may read the
+	 * statistics as soon as it runs. */
 	if (!dm) {
-		ret = fill_zero(r, m->uffd, page);
+		ret = fill_zero(mm, r, m->uffd, page, !!(m->pf_flags & UFFD_PAGEFAULT_FLAG_WRITE));
 		if (ret == -EAGAIN)
 			return usvm_now_ns() + RETRY_EAGAIN_NS;
 		classify(mm, m, ret > 0 ? FAULT_FIRST_TOUCH : FAULT_RACED, 0);
-		if (ret <= 0)
-			uffd_wake(m->uffd, page, USVM_PAGE_SIZE); /* mapped already */
+		uffd_wake(m->uffd, page, ret > 0 ? (size_t)ret : USVM_PAGE_SIZE);
 		return 0;
 	}
+	classify(mm, m, FAULT_DEVMEM, 0);
 	ret = dm->ops->migrate_to_ram(dm, MM_MIGRATE_CPU_FAULT, &retry_at);
 	classify(mm, m, FAULT_DEVMEM, ret == -EINPROGRESS);
 	if (ret >= 0) {
@@ -439,15 +494,36 @@ void mm_install_end(struct usvm_mm *mm)
 	pthread_rwlock_unlock(&mm->d.install_lock);
 }
 
+/* Is @m the UNMAP of a range an mremap moved away, applied already? */
+static int unmap_is_owed(const struct mm_dispatch *d, const struct mm_msg *m)
+{
+	unsigned int i;
+
+	if (m->event != UFFD_EVENT_UNMAP)
+		return 0;
+	for (i = 0; i < d->nowed; i++)
+		if (d->owed_unmap[i].start == m->a && d->owed_unmap[i].end == m->b)
+			return 1;
+	return 0;
+}
+
 uint32_t mm_later_event(struct usvm_mm *mm, uintptr_t lo, uintptr_t hi)
 {
-	const struct mm_msg *m;
-	uint32_t ev;
+	struct mm_dispatch *d = &mm->d;
+	uint32_t ev = 0;
+	size_t i;
 
-	pthread_mutex_lock(&mm->d.lock);
-	m = queued_overlap(&mm->d, lo, hi);
-	ev = m ? m->event : 0;
-	pthread_mutex_unlock(&mm->d.lock);
+	pthread_mutex_lock(&d->lock);
+	for (i = 0; i < d->events.count && !ev; i++) {
+		const struct mm_msg *m = &d->events.v[(d->events.head + i) % d->events.cap];
+
+		/* The old mapping's UNMAP of an earlier mremap can be read
+		 * after a later mremap moved something onto those addresses:
+		 * it was applied with its REMAP and says nothing about now. */
+		if (msg_overlaps(m, lo, hi) && !unmap_is_owed(d, m))
+			ev = m->event;
+	}
+	pthread_mutex_unlock(&d->lock);
 	return ev;
 }
 

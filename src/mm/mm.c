@@ -281,6 +281,8 @@ static void mm_free(struct usvm_mm *mm)
 	pthread_rwlock_destroy(&mm->notifier_lock);
 	pthread_mutex_destroy(&mm->alloc_lock);
 	pthread_mutex_destroy(&mm->trash_lock);
+	pthread_mutex_destroy(&mm->free_lock);
+	free(mm->freed);
 	free(mm->regions);
 	free(mm);
 }
@@ -338,6 +340,7 @@ static void mm_init_locks(struct usvm_mm *mm)
 	pthread_rwlock_init(&mm->notifier_lock, NULL);
 	pthread_mutex_init(&mm->alloc_lock, NULL);
 	pthread_mutex_init(&mm->trash_lock, NULL);
+	pthread_mutex_init(&mm->free_lock, NULL);
 	for (i = 0; i < USVM_BLOCK_LOCKS; i++)
 		pthread_mutex_init(&mm->block_locks[i], NULL);
 	list_init(&mm->notifiers);
@@ -362,6 +365,8 @@ int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out)
 	mm->arena_size = opts && opts->arena_size ? opts->arena_size
 						  : usvm_option_size(USVM_OPT_ARENA_SIZE);
 	mm->arena_size = ALIGN_UP_UL(MAX_UL(mm->arena_size, USVM_BLOCK_SIZE), USVM_BLOCK_SIZE);
+	mm->free_batch = usvm_option_size(USVM_OPT_FREE_BATCH);
+	mm->write_fill = ALIGN_DOWN_UL(usvm_option_size(USVM_OPT_WRITE_FILL), USVM_PAGE_SIZE);
 	nworkers = opts && opts->fault_threads ? opts->fault_threads
 					       : (unsigned)usvm_option_ulong(USVM_OPT_FAULT_THREADS);
 	nworkers = (unsigned)MIN_UL(MAX_UL(nworkers, 1u), USVM_MAX_FAULT_THREADS);
@@ -655,6 +660,9 @@ int usvm_mm_stats(struct usvm_mm *mm, struct usvm_mm_stats *o)
 	C(allocs); C(frees); C(live_allocs); C(live_bytes); C(registered_ranges);
 	C(events_remove); C(events_unmap); C(events_remap); C(device_bytes_dropped);
 #undef C
+	pthread_mutex_lock(&mm->free_lock);
+	o->free_pending_bytes = mm->freed_bytes;
+	pthread_mutex_unlock(&mm->free_lock);
 	o->uffd_mode = mm->uffd_mode;
 	return 0;
 }
@@ -665,10 +673,10 @@ void usvm_mm_stats_print(struct usvm_mm *mm, FILE *f)
 
 	if (usvm_mm_stats(mm, &s))
 		return;
-	fprintf(f, "mm: %" PRIu64 " live allocations (%.1f MiB), %" PRIu64
-		" registered ranges, userfaultfd %s\n",
-		s.live_allocs, s.live_bytes / 1048576.0, s.registered_ranges,
-		usvm_uffd_mode_name(s.uffd_mode));
+	fprintf(f, "mm: %" PRIu64 " live allocations (%.1f MiB; %.1f MiB freed, not yet "
+		"discarded), %" PRIu64 " registered ranges, userfaultfd %s\n",
+		s.live_allocs, s.live_bytes / 1048576.0, s.free_pending_bytes / 1048576.0,
+		s.registered_ranges, usvm_uffd_mode_name(s.uffd_mode));
 	fprintf(f, "  cpu faults %" PRIu64 " = %" PRIu64 " first touch + %" PRIu64
 		" on device pages + %" PRIu64 " raced; %" PRIu64 " waited out a timeslice\n",
 		s.cpu_faults, s.cpu_faults_first_touch, s.cpu_faults_devmem, s.cpu_faults_raced,

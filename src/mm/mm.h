@@ -285,6 +285,18 @@ struct usvm_mm {
 	pthread_mutex_t trash_lock;   /* discards move pages through it */
 	uintptr_t trash;
 
+	/* Freed arena allocations whose CPU pages are not discarded yet
+	 * (arena.c, "deferred discards"), under free_lock. */
+	pthread_mutex_t free_lock;
+	struct mm_freed {
+		struct usvm_region *r;
+		uintptr_t start;
+		uint32_t npages;
+	} *freed;
+	size_t nfreed, cap_freed, freed_bytes;
+	size_t free_batch;          /* USVM_FREE_BATCH */
+	size_t write_fill;          /* USVM_WRITE_FILL */
+
 	struct mm_dispatch d;
 
 	struct {
@@ -444,6 +456,8 @@ void mm_dispatch_stop(struct usvm_mm *mm);
 void mm_allocs_destroy(struct usvm_mm *mm);
 int mm_trash_init(struct usvm_mm *mm);
 void mm_trash_fini(struct usvm_mm *mm);
+/* Discard the CPU pages of every freed allocation still waiting (arena.c). */
+void mm_discard_freed(struct usvm_mm *mm);
 /*
  * Give the CPU pages of [start, end) back to the kernel without raising a
  * userfaultfd event (they are moved out to the trash area and discarded

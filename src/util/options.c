@@ -41,6 +41,12 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 		"copy_to_ram:0.02,uffd:0.01", NULL, 0, 0 },
 	[USVM_OPT_FAULT_INJECT_SEED] = { "fault_inject_seed", OPT_COUNT, "1",
 		"testing: seed of the fault injection random stream", NULL, 0, ~0ul },
+	[USVM_OPT_FREE_BATCH] = { "free_batch", OPT_SIZE, "4M",
+		"usvm_free keeps the CPU pages of freed arena allocations until this many bytes "
+		"are waiting, then discards them in one batch (0: at once)", NULL, 0, 1ul << 34 },
+	[USVM_OPT_WRITE_FILL] = { "write_fill", OPT_SIZE, "2M",
+		"a write to a never-touched 2 MiB block maps this much of it writable and zeroed at "
+		"once, as a THP fault would (a read maps 64K of zero pages)", NULL, 4096, 2ul << 20 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
