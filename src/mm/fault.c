@@ -4,8 +4,9 @@
  *
  * One reader thread reads every message of the mm's userfaultfds.  Events
  * (munmap, madvise, mremap) go to the applier thread, which applies them in
- * the order they were read; faults go to worker threads, but only once every
- * event read before them has been applied.  That is the whole ordering
+ * the order they were read; faults are served by the reader itself when it
+ * can without waiting, else by worker threads, but only once every event
+ * read before them has been applied.  That is the whole ordering
  * argument: the kernel releases the caller of munmap/madvise/mremap when its
  * event is *read*, so any access the program makes after that call returns
  * faults later, is read later, and is served after the event took effect.
@@ -212,13 +213,23 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 	return usvm_now_ns() + (ret == -EAGAIN ? RETRY_EAGAIN_NS : RETRY_ERROR_NS);
 }
 
-static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m)
+/* serve_fault() on the reader: a lock was busy, a worker must do it. */
+#define SERVE_ON_WORKER UINT64_MAX
+
+/*
+ * Serve fault @m.  On the reader (@on_reader) no lock is waited for: a busy
+ * one returns SERVE_ON_WORKER.  Returns 0 (served), or when to retry.
+ */
+static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m, int on_reader)
 {
 	uintptr_t page = ALIGN_DOWN_UL((uintptr_t)m->a, USVM_PAGE_SIZE);
 	struct usvm_region *r;
 	uint64_t retry = 0;
 
-	usvm_rwlock_rdlock(&mm->regions_lock);
+	if (!on_reader)
+		usvm_rwlock_rdlock(&mm->regions_lock);
+	else if (!usvm_rwlock_tryrdlock(&mm->regions_lock))
+		return SERVE_ON_WORKER;
 	r = mm_region_find(mm, page);
 	if (!r || r->uffd != m->uffd) {
 		/* Registered with us but no longer tracked (being unregistered
@@ -235,7 +246,12 @@ static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m)
 		usvm_rwlock_unlock(&mm->regions_lock);
 		return usvm_now_ns() + RETRY_PENDING_NS;
 	}
-	mm_block_lock_acquire(mm, page);
+	if (!on_reader) {
+		mm_block_lock_acquire(mm, page);
+	} else if (!mm_block_lock_try(mm, page)) {
+		usvm_rwlock_unlock(&mm->regions_lock);
+		return SERVE_ON_WORKER;
+	}
 	retry = serve_page(mm, r, m, page);
 	mm_block_lock_release(mm, page);
 	usvm_rwlock_unlock(&mm->regions_lock);
@@ -243,36 +259,6 @@ static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m)
 }
 
 /* ---- the threads --------------------------------------------------------------- */
-
-static void *worker_main(void *arg)
-{
-	struct usvm_mm *mm = arg;
-	struct mm_dispatch *d = &mm->d;
-	struct mm_msg m;
-
-	for (;;) {
-		uint64_t retry;
-
-		pthread_mutex_lock(&d->lock);
-		while (!d->work.count && !atomic_load(&d->stopping))
-			pthread_cond_wait(&d->work_cv, &d->lock);
-		if (!d->work.count) {
-			pthread_mutex_unlock(&d->lock);
-			return NULL;
-		}
-		q_pop(&d->work, &m);
-		pthread_mutex_unlock(&d->lock);
-		retry = serve_fault(mm, &m);
-		if (!retry)
-			continue;
-		m.when_ns = retry;
-		pthread_mutex_lock(&d->lock);
-		if (q_push(&d->deferred, &m))
-			uffd_wake(m.uffd, (uintptr_t)m.a, USVM_PAGE_SIZE); /* it faults again */
-		pthread_mutex_unlock(&d->lock);
-		poke(d);
-	}
-}
 
 /* Set on the applier thread: the event being applied is its own work. */
 static __thread int in_applier;
@@ -319,7 +305,7 @@ static void queue_msgs(struct mm_dispatch *d, int uffd, const struct uffd_msg *b
 			m.a = u->arg.pagefault.address;
 			m.pf_flags = (uint32_t)u->arg.pagefault.flags;
 			m.ev_seq = atomic_load(&d->ev_read);
-			/* Behind an unapplied event: wait for it (reader only). */
+			/* Behind an unapplied event: wait for it. */
 			if (m.ev_seq > atomic_load(&d->ev_applied) ? q_push(&d->gated, &m)
 								  : q_push(&d->work, &m))
 				uffd_wake(uffd, m.a, USVM_PAGE_SIZE); /* no memory: refault */
@@ -341,15 +327,14 @@ static void queue_msgs(struct mm_dispatch *d, int uffd, const struct uffd_msg *b
 		atomic_fetch_add(&d->ev_read, 1);
 	}
 	pthread_cond_signal(&d->event_cv);
-	if (d->work.count)
-		pthread_cond_broadcast(&d->work_cv);
 }
 
 /* Read every message @uffd has.  The generation is odd while inside read():
  * the kernel releases an event's caller during the read, before we count it. */
-static void read_all(struct mm_dispatch *d, int uffd)
+static int read_all(struct mm_dispatch *d, int uffd)
 {
 	struct uffd_msg buf[64];
+	int any = 0;
 	ssize_t n;
 
 	do {
@@ -359,6 +344,7 @@ static void read_all(struct mm_dispatch *d, int uffd)
 		atomic_fetch_add(&d->read_gen, 1);
 		n = read(uffd, buf, sizeof(buf));
 		if (n > 0) {
+			any = 1;
 			pthread_mutex_lock(&d->lock);
 			queue_msgs(d, uffd, buf, (size_t)n / sizeof(buf[0]));
 			pthread_mutex_unlock(&d->lock);
@@ -366,6 +352,7 @@ static void read_all(struct mm_dispatch *d, int uffd)
 		atomic_fetch_add(&d->read_gen, 1);
 		pthread_rwlock_unlock(&d->install_lock);
 	} while (n == (ssize_t)sizeof(buf));
+	return any;
 }
 
 /* Hand out gated faults whose events are applied and deferred faults that
@@ -390,12 +377,49 @@ static int release_ready(struct mm_dispatch *d)
 		else if (m.when_ns > now)
 			first = MIN_UL(first, m.when_ns);
 	}
-	if (d->work.count)
-		pthread_cond_broadcast(&d->work_cv);
 	pthread_mutex_unlock(&d->lock);
 	if (first == UINT64_MAX)
 		return -1;
 	return (int)MIN_UL((first - now + 999999) / 1000000, 1000);
+}
+
+/*
+ * Hand out the faults ready to be served: the reader keeps the first and
+ * serves it itself when it can take the locks without waiting (a fault then
+ * costs two thread switches: the faulting thread, the reader, back - not
+ * three); the workers get the others, one wakeup each.
+ */
+static void dispatch_work(struct usvm_mm *mm)
+{
+	struct mm_dispatch *d = &mm->d;
+	struct mm_msg m;
+	uint64_t retry;
+	size_t i;
+
+	pthread_mutex_lock(&d->lock);
+	if (!d->work.count) {
+		pthread_mutex_unlock(&d->lock);
+		return;
+	}
+	q_pop(&d->work, &m);
+	for (i = 0; i < d->work.count && i < d->nworkers; i++)
+		pthread_cond_signal(&d->work_cv);
+	pthread_mutex_unlock(&d->lock);
+	retry = serve_fault(mm, &m, 1);
+	if (!retry)
+		return;
+	pthread_mutex_lock(&d->lock);
+	if (retry == SERVE_ON_WORKER) {
+		if (q_push(&d->work, &m))
+			uffd_wake(m.uffd, m.a, USVM_PAGE_SIZE); /* it faults again */
+		pthread_cond_signal(&d->work_cv);
+	} else {
+		m.when_ns = retry;
+		if (q_push(&d->deferred, &m))
+			uffd_wake(m.uffd, m.a, USVM_PAGE_SIZE);
+		poke(d); /* the next poll's timeout must count it */
+	}
+	pthread_mutex_unlock(&d->lock);
 }
 
 static void *reader_main(void *arg)
@@ -407,22 +431,62 @@ static void *reader_main(void *arg)
 		{ .fd = mm->uffd_user, .events = POLLIN },
 		{ .fd = d->wake_efd, .events = POLLIN },
 	};
+	uint64_t spin_ns = (uint64_t)mm->reader_spin_us * 1000, last = 0;
 	int timeout = -1;
 
 	while (!atomic_load(&d->stopping)) {
 		uint64_t v;
+		int any;
 
-		if (poll(pfd, 3, timeout) < 0 && errno != EINTR)
+		/* Right after messages, keep polling without sleeping for a
+		 * while: the next fault of a burst then finds the reader
+		 * running instead of paying a wakeup (on a VM, of an idle
+		 * vCPU: tens of microseconds). */
+		if (poll(pfd, 3, last && usvm_now_ns() - last < spin_ns ? 0 : timeout) < 0 &&
+		    errno != EINTR)
 			break;
 		if (pfd[2].revents & POLLIN && read(d->wake_efd, &v, sizeof(v)) < 0) {
 			/* EAGAIN: someone else drained it */
 		}
-		read_all(d, mm->uffd_arena);
-		read_all(d, mm->uffd_user);
+		any = read_all(d, mm->uffd_arena);
+		any |= read_all(d, mm->uffd_user);
 		atomic_fetch_add(&d->passes, 1);
 		timeout = release_ready(d);
+		dispatch_work(mm);
+		if (any)
+			last = usvm_now_ns();
 	}
 	return NULL;
+}
+
+static void *worker_main(void *arg)
+{
+	struct usvm_mm *mm = arg;
+	struct mm_dispatch *d = &mm->d;
+	struct mm_msg m;
+
+	for (;;) {
+		uint64_t retry;
+
+		pthread_mutex_lock(&d->lock);
+		while (!d->work.count && !atomic_load(&d->stopping))
+			pthread_cond_wait(&d->work_cv, &d->lock);
+		if (!d->work.count) {
+			pthread_mutex_unlock(&d->lock);
+			return NULL;
+		}
+		q_pop(&d->work, &m);
+		pthread_mutex_unlock(&d->lock);
+		retry = serve_fault(mm, &m, 0);
+		if (!retry)
+			continue;
+		m.when_ns = retry;
+		pthread_mutex_lock(&d->lock);
+		if (q_push(&d->deferred, &m))
+			uffd_wake(m.uffd, (uintptr_t)m.a, USVM_PAGE_SIZE); /* it faults again */
+		pthread_mutex_unlock(&d->lock);
+		poke(d);
+	}
 }
 
 /* ---- installing device data (see mm.h) ------------------------------------------- */

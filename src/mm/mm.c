@@ -367,6 +367,7 @@ int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out)
 	mm->arena_size = ALIGN_UP_UL(MAX_UL(mm->arena_size, USVM_BLOCK_SIZE), USVM_BLOCK_SIZE);
 	mm->free_batch = usvm_option_size(USVM_OPT_FREE_BATCH);
 	mm->write_fill = ALIGN_DOWN_UL(usvm_option_size(USVM_OPT_WRITE_FILL), USVM_PAGE_SIZE);
+	mm->reader_spin_us = usvm_option_ulong(USVM_OPT_READER_SPIN_US);
 	nworkers = opts && opts->fault_threads ? opts->fault_threads
 					       : (unsigned)usvm_option_ulong(USVM_OPT_FAULT_THREADS);
 	nworkers = (unsigned)MIN_UL(MAX_UL(nworkers, 1u), USVM_MAX_FAULT_THREADS);

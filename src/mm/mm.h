@@ -296,6 +296,7 @@ struct usvm_mm {
 	size_t nfreed, cap_freed, freed_bytes;
 	size_t free_batch;          /* USVM_FREE_BATCH */
 	size_t write_fill;          /* USVM_WRITE_FILL */
+	unsigned long reader_spin_us; /* USVM_READER_SPIN_US */
 
 	struct mm_dispatch d;
 
@@ -322,6 +323,10 @@ static inline pthread_mutex_t *mm_block_lock(struct usvm_mm *mm, uintptr_t addr)
 static inline void mm_block_lock_acquire(struct usvm_mm *mm, uintptr_t addr)
 {
 	usvm_mutex_lock(mm_block_lock(mm, addr));
+}
+static inline int mm_block_lock_try(struct usvm_mm *mm, uintptr_t addr)
+{
+	return usvm_mutex_trylock(mm_block_lock(mm, addr));
 }
 static inline void mm_block_lock_release(struct usvm_mm *mm, uintptr_t addr)
 {

@@ -57,6 +57,23 @@ void _usvm_lockdep_assert_none(const char *file, int line);
 		pthread_rwlock_wrlock(_l);        \
 		usvm_lockdep_acquire(_l);         \
 	} while (0)
+/* Non-blocking variants: non-zero when the lock was taken. */
+#define usvm_mutex_trylock(m)                                     \
+	({                                                        \
+		pthread_mutex_t *_m = (m);                        \
+		int _ok = !pthread_mutex_trylock(_m);             \
+		if (_ok)                                          \
+			usvm_lockdep_acquire(_m);                 \
+		_ok;                                              \
+	})
+#define usvm_rwlock_tryrdlock(l)                                  \
+	({                                                        \
+		pthread_rwlock_t *_l = (l);                       \
+		int _ok = !pthread_rwlock_tryrdlock(_l);          \
+		if (_ok)                                          \
+			usvm_lockdep_acquire(_l);                 \
+		_ok;                                              \
+	})
 #define usvm_rwlock_unlock(l)                     \
 	do {                                      \
 		pthread_rwlock_t *_l = (l);       \

@@ -47,6 +47,10 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 	[USVM_OPT_WRITE_FILL] = { "write_fill", OPT_SIZE, "2M",
 		"a write to a never-touched 2 MiB block maps this much of it writable and zeroed at "
 		"once, as a THP fault would (a read maps 64K of zero pages)", NULL, 4096, 2ul << 20 },
+	[USVM_OPT_READER_SPIN_US] = { "reader_spin_us", OPT_COUNT, "50",
+		"after reading fault messages, the reader keeps polling (busy) this many "
+		"microseconds before it sleeps: faster bursts of faults, one CPU busy", NULL, 0,
+		1000000 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
