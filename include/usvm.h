@@ -200,6 +200,10 @@ int usvm_alloc(struct usvm_mm *mm, size_t size, void **out);
 
 /**
  * usvm_free() - free a managed allocation (device copies are dropped).
+ *
+ * The CPU pages of a small (arena) allocation are discarded later, in
+ * batches of USVM_FREE_BATCH bytes (the addresses are not handed out again
+ * before): a free costs bookkeeping, not a TLB flush.
  * Return: 0, -EINVAL if @ptr is not the start of a live allocation
  * (including a double free).
  */
