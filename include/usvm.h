@@ -148,6 +148,8 @@ struct usvm_mm_options {
 	size_t arena_size;
 	/* CPU fault handler threads (default USVM_FAULT_THREADS or 4). */
 	unsigned int fault_threads;
+	/* Start tracing to this file (usvm_trace_start) unless a trace is on. */
+	const char *trace_file;
 };
 
 /**
@@ -296,6 +298,93 @@ struct usvm_mm_stats {
 
 int usvm_mm_stats(struct usvm_mm *mm, struct usvm_mm_stats *out);
 void usvm_mm_stats_print(struct usvm_mm *mm, FILE *f);
+
+/* ------------------------------------------------------------------------ */
+/* Events: tracing, probes, callbacks                                        */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Every CPU fault served, device fault, migration, populate call,
+ * invalidation and unbind is an event.  Each fires a USDT probe (provider
+ * "usvm", see README) and, while tracing or a subscriber is on, is written
+ * to the trace file and handed to the subscribers.  With both off an event
+ * costs one relaxed atomic load.
+ */
+enum usvm_event_type {
+	USVM_EV_CPU_FAULT,      /* a CPU page fault was served (cause: usvm_fault_kind) */
+	USVM_EV_DEVICE_FAULT,   /* a device page fault was served (from: the device) */
+	USVM_EV_MIGRATE,        /* pages moved between system and device memory */
+	USVM_EV_POPULATE,       /* a usvm_pagemap_populate_mm() call returned */
+	USVM_EV_INVALIDATE,     /* device mappings of a range were invalidated */
+	USVM_EV_UNBIND,         /* a pagemap was unbound (every page went home) */
+	USVM_EV_NR
+};
+
+/* Why pages migrated (USVM_EV_MIGRATE), or what invalidated (USVM_EV_INVALIDATE). */
+enum usvm_event_cause {
+	USVM_CAUSE_NONE,
+	USVM_CAUSE_POPULATE,    /* usvm_pagemap_populate_mm, a device fault's migration */
+	USVM_CAUSE_CPU_FAULT,   /* a CPU touched a device-resident page */
+	USVM_CAUSE_EVICT,       /* device memory pressure or an explicit eviction */
+	USVM_CAUSE_PEER,        /* another pagemap took the pages */
+	USVM_CAUSE_RANGE,       /* unregister, teardown, fork, range eviction */
+	USVM_CAUSE_UNBIND,      /* the pagemap is being unbound */
+	USVM_CAUSE_UNMAP,       /* invalidations: munmap, free */
+	USVM_CAUSE_DISCARD,     /* invalidations: MADV_DONTNEED and friends */
+	USVM_CAUSE_MIGRATE,     /* invalidations: the pages are about to move */
+	USVM_CAUSE_NR
+};
+
+/* USVM_EV_CPU_FAULT causes. */
+enum usvm_fault_kind {
+	USVM_FAULT_FIRST_TOUCH, /* a never-touched page: zero-filled */
+	USVM_FAULT_DEVMEM,      /* a device-resident page: migrated back */
+	USVM_FAULT_RACED,       /* already resolved by someone else */
+	USVM_FAULT_TIMESLICE,   /* device-resident, waited out its timeslice first */
+};
+
+struct usvm_event {
+	enum usvm_event_type type;
+	int cause;              /* enum usvm_event_cause, or enum usvm_fault_kind */
+	uint64_t addr, len;     /* the range concerned */
+	const char *from, *to;  /* migrations: "system" or a pagemap name; device
+				 * faults: from = the device; populate: to = pagemap */
+	uint64_t start_ns;      /* CLOCK_MONOTONIC */
+	uint64_t dur_ns;        /* faults: from the message being read to served */
+	int result;             /* 0 or -errno (populate, device faults) */
+	uint32_t tid;           /* the thread that did it (gettid) */
+};
+
+/* Called on the thread where the event happened, possibly with usvm locks
+ * held: it must be quick and must not call usvm. */
+typedef void (*usvm_event_fn)(const struct usvm_event *ev, void *arg);
+
+/**
+ * usvm_event_subscribe() - call @fn(ev, @arg) for every event from now on.
+ * Return: 0, -EINVAL (no @fn), -EEXIST (already subscribed), -ENOSPC (8
+ * subscribers already).
+ */
+int usvm_event_subscribe(usvm_event_fn fn, void *arg);
+/* Return: 0, -ENOENT (not subscribed).  Once it returns, @fn is not running
+ * and will not be called again. */
+int usvm_event_unsubscribe(usvm_event_fn fn, void *arg);
+
+/**
+ * usvm_trace_start() - write every event to @path in the Chrome Trace Event
+ * Format (opens in Perfetto UI and chrome://tracing; `usvm trace` sums it
+ * up).  USVM_TRACE=path does the same when the first mm is created.
+ *
+ * Events are buffered per thread and written in batches; the file is valid
+ * JSON after every batch, and at exit (atexit) or usvm_trace_stop() every
+ * buffer is written.
+ * Return: 0, -EBUSY (a trace is being written already), -errno from open.
+ */
+int usvm_trace_start(const char *path);
+/* Write what is buffered and close the file.  Return: 0, -ENOENT (no trace). */
+int usvm_trace_stop(void);
+/* The name of an event type / cause / fault kind, for printing. */
+const char *usvm_event_type_name(int type);
+const char *usvm_event_cause_name(const struct usvm_event *ev);
 
 /* ------------------------------------------------------------------------ */
 /* Pagemaps: device memory providers                                         */

@@ -101,6 +101,8 @@ const char run_help[] =
 "  --json               print one JSON object on stdout instead of the text\n"
 "  --plot FILE.svg      sample residency and faults over time, write an SVG\n"
 "  --sample-ms MS       sampler interval (default 5)\n"
+"  --trace FILE.json    write every fault and migration to FILE.json (Chrome\n"
+"                       trace format: Perfetto, chrome://tracing, usvm trace)\n"
 "  --quiet, -q          no output on success (errors still go to stderr)\n"
 "  --verbose, -v        print a line for every phase\n"
 "  --no-progress        never show the progress bar (it only appears when\n"
@@ -275,6 +277,13 @@ int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload)
 			if (!*val)
 				rc = usage_error(o->cmd, "--plot needs a file name");
 			o->plot = val;
+		} else if (!strcmp(opt, "--trace")) {
+			TAKE();
+			if (want_arg(o->cmd, opt, val))
+				return EXIT_USAGE;
+			if (!*val)
+				rc = usage_error(o->cmd, "--trace needs a file name");
+			o->trace = val;
 		} else if (!strcmp(opt, "--json")) {
 			FLAG();
 			o->json = 1;

@@ -104,6 +104,7 @@ struct run_opts {
 	int inject;                  /* testing: corrupt one byte after phase 1 */
 	int progress;                /* -1 auto (TTY and > 1 s), 0 never */
 	const char *plot;
+	const char *trace;          /* --trace FILE */
 	unsigned sample_ms;
 };
 

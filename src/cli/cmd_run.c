@@ -134,6 +134,15 @@ static int run_main(struct run_opts *o, int demo)
 		explain_setup_error("this machine cannot run usvm", err);
 		return EXIT_FAIL;
 	}
+	if (o->trace) {
+		err = usvm_trace_start(o->trace);
+		if (err) {
+			fprintf(stderr, "%s %s: --trace %s: %s\n", cli_prog, o->cmd, o->trace,
+				err == -EBUSY ? "a trace (USVM_TRACE) is already being written"
+					      : strerror(-err));
+			return EXIT_FAIL;
+		}
+	}
 	if (demo)
 		o->explain = 1;
 	if (run_setup(r)) {
@@ -195,6 +204,9 @@ static int run_main(struct run_opts *o, int demo)
 	monitor_free(r->mon);
 	r->mon = NULL;
 	run_teardown(r);
+	if (o->trace && !usvm_trace_stop() && !o->quiet && !o->json)
+		printf("trace: %s (open it in https://ui.perfetto.dev, or: %s trace %s)\n",
+		       o->trace, cli_prog, o->trace);
 	pthread_mutex_destroy(&r->err_lock);
 	return rc;
 }

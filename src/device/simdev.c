@@ -47,6 +47,7 @@ struct launch_pool {
 	int stopping;
 	atomic_int started;
 	uint64_t fork_gen;           /* usvm_fork_gen at create: threads live here */
+	const char *dev_name;        /* for thread names */
 };
 
 struct usvm_device {
@@ -304,6 +305,7 @@ static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
 {
 	struct fault_state f = { atomic, atomic ? 3 : 1, dev->timeslice_ms };
 	struct usvm_gpusvm *svm = &dev->svm;
+	uint64_t t0 = usvm_now_ns();
 	int loops, err = -EBUSY;
 
 	STAT_ADD(dev->st.device_faults, 1);
@@ -331,6 +333,9 @@ static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
 		err = -EBUSY;
 	}
 	pthread_mutex_unlock(&svm->driver_lock);
+	usvm_event(USVM_EV_DEVICE_FAULT, USVM_CAUSE_NONE,
+		   ALIGN_DOWN_UL(va, USVM_PAGE_SIZE), USVM_PAGE_SIZE, dev->name, NULL, t0,
+		   usvm_now_ns() - t0, err);
 	return err;
 }
 
@@ -610,7 +615,10 @@ static void *pool_main(void *arg)
 {
 	struct launch_pool *p = arg;
 	struct launch *l;
+	char name[16];
 
+	snprintf(name, sizeof(name), "%.12s-k", p->dev_name);
+	pthread_setname_np(pthread_self(), name);
 	pthread_mutex_lock(&p->lock);
 	for (;;) {
 		while (!p->head && !p->stopping) {
@@ -840,6 +848,7 @@ int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *o,
 	usvm_pagemap_get(dev->pagemap);
 	usvm_pagemap_get(dev->preferred);
 	dev->pool.fork_gen = atomic_load(&usvm_fork_gen);
+	dev->pool.dev_name = dev->name;
 	pthread_mutex_init(&dev->pool.lock, NULL);
 	pthread_cond_init(&dev->pool.work_cv, NULL);
 	pthread_cond_init(&dev->pool.done_cv, NULL);

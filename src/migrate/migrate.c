@@ -78,13 +78,21 @@ void devmem_touch(struct devmem *dm)
 
 /* ---- to system memory ------------------------------------------------------------ */
 
-static void account_to_ram(struct devmem *dm, enum mm_migrate_cause why, long pages,
-			   uint64_t ns)
+static void account_to_ram(struct devmem *dm, enum mm_migrate_cause why, uintptr_t addr,
+			   long pages, uint64_t t0, uint64_t ns)
 {
+	static const int cause[] = {
+		[MM_MIGRATE_CPU_FAULT] = USVM_CAUSE_CPU_FAULT,
+		[MM_MIGRATE_EVICT] = USVM_CAUSE_EVICT,
+		[MM_MIGRATE_PEER] = USVM_CAUSE_PEER,
+		[MM_MIGRATE_RANGE] = USVM_CAUSE_RANGE,
+		[MM_MIGRATE_UNBIND] = USVM_CAUSE_UNBIND,
+	};
 	struct usvm_mm *mm = dm->mm;
 	struct usvm_pagemap *pm = dm->pub.pagemap;
 	uint64_t bytes = (uint64_t)pages * USVM_PAGE_SIZE;
 
+	usvm_event(USVM_EV_MIGRATE, cause[why], addr, bytes, pm->name, "system", t0, ns, 0);
 	STAT_ADD(mm->st.migrations_to_ram, 1);
 	STAT_ADD(mm->st.bytes_to_ram, bytes);
 	STAT_ADD(mm->st.ns_to_ram, ns);
@@ -93,7 +101,7 @@ static void account_to_ram(struct devmem *dm, enum mm_migrate_cause why, long pa
 	STAT_ADD(pm->core->st.ns_to_ram, ns);
 	if (why == MM_MIGRATE_CPU_FAULT)
 		STAT_ADD(pm->core->st.cpu_fault_migrations, 1);
-	if (why == MM_MIGRATE_EVICT) {
+	if (why == MM_MIGRATE_EVICT || why == MM_MIGRATE_UNBIND) {
 		STAT_ADD(pm->core->st.evictions, 1);
 		STAT_ADD(pm->core->st.evicted_bytes, bytes);
 	}
@@ -138,7 +146,7 @@ long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why)
 		region_page_set_dm(dm->region, va[i], NULL, 0);
 		region_blk_set(dm->region, va[i], MM_BLK_CPU);
 	}
-	account_to_ram(dm, why, done, usvm_now_ns() - t0);
+	account_to_ram(dm, why, lo, done, t0, usvm_now_ns() - t0);
 	for (i = 0; i < (unsigned long)done; i++)
 		devmem_release_page(dm, idx[i]); /* may free dm */
 	/* Only now, with states saying "system" and the device memory free
@@ -228,18 +236,18 @@ const struct mm_devmem_ops usvm_devmem_mm_ops = {
 
 /* ---- eviction ------------------------------------------------------------------- */
 
-long devmem_evict(struct devmem *dm)
+long devmem_evict(struct devmem *dm, enum mm_migrate_cause why)
 {
 	long ret = 0;
 
 	mm_block_lock_acquire(dm->mm, dm->block);
 	if (dm->live)
-		ret = migrate_devmem_to_ram(dm, MM_MIGRATE_EVICT);
+		ret = migrate_devmem_to_ram(dm, why);
 	mm_block_lock_release(dm->mm, dm->block);
 	return ret;
 }
 
-long pagemap_evict_lru(struct usvm_pagemap *pm)
+long pagemap_evict_lru(struct usvm_pagemap *pm, enum mm_migrate_cause why)
 {
 	struct devmem *dm;
 	long ret;
@@ -255,7 +263,7 @@ long pagemap_evict_lru(struct usvm_pagemap *pm)
 	list_del_init(&dm->lru_link);
 	list_add_tail(&dm->lru_link, &pm->core->lru);
 	pthread_mutex_unlock(&pm->core->lock);
-	ret = devmem_evict(dm);
+	ret = devmem_evict(dm, why);
 	devmem_put(dm);
 	if (ret > 0)
 		usvm_log2("%s: evicted %ld KiB", pm->name, ret >> 10);
@@ -305,7 +313,7 @@ static int devmem_alloc_evicting(struct usvm_pagemap *pm, struct devmem *dm)
 								 : pm->ops->devmem_alloc(pm, &dm->pub);
 		if (err != -ENOMEM)
 			break;
-		ev = pagemap_evict_lru(pm);
+		ev = pagemap_evict_lru(pm, MM_MIGRATE_EVICT);
 		if (ev > 0)
 			continue;
 		/* Nothing evictable now (victims busy, or memory held by
@@ -401,13 +409,15 @@ static int evict_peer_pages(struct usvm_pagemap *pm, struct usvm_region *r,
 
 /* The taken pages belong to @dm from now on; block lock held. */
 static void commit_taken(struct devmem *dm, const uintptr_t *src, long taken,
-			 unsigned long timeslice_ms, uint64_t ns)
+			 unsigned long timeslice_ms, uint64_t t0, uint64_t ns)
 {
 	struct usvm_pagemap *pm = dm->pub.pagemap;
 	struct usvm_mm *mm = dm->mm;
 	uint64_t bytes = (uint64_t)taken * USVM_PAGE_SIZE;
 	long i;
 
+	usvm_event(USVM_EV_MIGRATE, USVM_CAUSE_POPULATE, src[0], bytes, "system", pm->name, t0,
+		   ns, 0);
 	mm_assert_block_locked(mm, dm->block);
 	for (i = 0; i < taken; i++) {
 		region_page_set_dm(dm->region, src[i], &dm->base, (uint32_t)i);
@@ -455,7 +465,7 @@ static long take_pages(struct devmem *dm, const uintptr_t *src, long n,
 	if (taken < 0)
 		return taken;
 	if (taken > 0)
-		commit_taken(dm, src, taken, timeslice_ms, usvm_now_ns() - t0);
+		commit_taken(dm, src, taken, timeslice_ms, t0, usvm_now_ns() - t0);
 	return taken;
 }
 

@@ -103,11 +103,11 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why);
 
 /* Evict @dm (takes its block lock).  Returns bytes moved or -errno. */
-long devmem_evict(struct devmem *dm);
+long devmem_evict(struct devmem *dm, enum mm_migrate_cause why);
 
 /* Evict the least recently used allocation of @pm: bytes, 0 when none is
  * left, 1 when the victim went away by itself, or -errno (-EAGAIN). */
-long pagemap_evict_lru(struct usvm_pagemap *pm);
+long pagemap_evict_lru(struct usvm_pagemap *pm, enum mm_migrate_cause why);
 
 /* Is a CPU page (present or swapped) mapped at @va?  1 when unsure. */
 int usvm_host_page_mapped(uintptr_t va);

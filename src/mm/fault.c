@@ -181,6 +181,15 @@ static long fill_zero(struct usvm_mm *mm, struct usvm_region *r, int uffd, uintp
 	return ret;
 }
 
+/* A fault was served: from its message being read until now. */
+static void fault_event(const struct mm_msg *m, int kind, uint64_t len)
+{
+	uint64_t now = usvm_now_ns();
+
+	usvm_event(USVM_EV_CPU_FAULT, kind, ALIGN_DOWN_UL((uintptr_t)m->a, USVM_PAGE_SIZE), len,
+		   NULL, NULL, m->read_ns, now - m->read_ns, 0);
+}
+
 /* Serve a fault on a managed page; regions and block lock held.
  * Returns 0 or when to retry. */
 static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_msg *m,
@@ -199,6 +208,8 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 			return usvm_now_ns() + RETRY_EAGAIN_NS;
 		classify(mm, m, ret > 0 ? FAULT_FIRST_TOUCH : FAULT_RACED, 0);
 		uffd_wake(m->uffd, page, ret > 0 ? (size_t)ret : USVM_PAGE_SIZE);
+		fault_event(m, ret > 0 ? USVM_FAULT_FIRST_TOUCH : USVM_FAULT_RACED,
+			    ret > 0 ? (uint64_t)ret : USVM_PAGE_SIZE);
 		return 0;
 	}
 	classify(mm, m, FAULT_DEVMEM, 0);
@@ -206,6 +217,8 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 	classify(mm, m, FAULT_DEVMEM, ret == -EINPROGRESS);
 	if (ret >= 0) {
 		region_blk_set(r, page, MM_BLK_CPU);
+		fault_event(m, m->counted & 2 ? USVM_FAULT_TIMESLICE : USVM_FAULT_DEVMEM,
+			    ret ? (uint64_t)ret : USVM_PAGE_SIZE);
 		return 0; /* the migration woke the waiters */
 	}
 	if (ret == -EINPROGRESS)
@@ -270,6 +283,7 @@ static void *applier_main(void *arg)
 	struct mm_msg m;
 
 	in_applier = 1;
+	pthread_setname_np(pthread_self(), "usvm-events");
 	for (;;) {
 		pthread_mutex_lock(&d->lock);
 		while (!d->events.count && !atomic_load(&d->stopping))
@@ -295,6 +309,7 @@ static void *applier_main(void *arg)
 /* Queue what one read() returned; d->lock held. */
 static void queue_msgs(struct mm_dispatch *d, int uffd, const struct uffd_msg *buf, size_t n)
 {
+	uint64_t now = usvm_now_ns();
 	size_t i;
 
 	for (i = 0; i < n; i++) {
@@ -302,6 +317,7 @@ static void queue_msgs(struct mm_dispatch *d, int uffd, const struct uffd_msg *b
 		struct mm_msg m = { .uffd = uffd, .event = u->event };
 
 		if (u->event == UFFD_EVENT_PAGEFAULT) {
+			m.read_ns = now;
 			m.a = u->arg.pagefault.address;
 			m.pf_flags = (uint32_t)u->arg.pagefault.flags;
 			m.ev_seq = atomic_load(&d->ev_read);
@@ -434,6 +450,8 @@ static void *reader_main(void *arg)
 	uint64_t spin_ns = (uint64_t)mm->reader_spin_us * 1000, last = 0;
 	int timeout = -1;
 
+	pthread_setname_np(pthread_self(), "usvm-reader");
+
 	while (!atomic_load(&d->stopping)) {
 		uint64_t v;
 		int any;
@@ -464,6 +482,8 @@ static void *worker_main(void *arg)
 	struct usvm_mm *mm = arg;
 	struct mm_dispatch *d = &mm->d;
 	struct mm_msg m;
+
+	pthread_setname_np(pthread_self(), "usvm-fault");
 
 	for (;;) {
 		uint64_t retry;

@@ -149,16 +149,25 @@ void region_page_set_dm(struct usvm_region *r, uintptr_t addr, struct mm_devmem 
 void mm_invalidate(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 		   enum usvm_inval_event ev)
 {
+	static const int cause[] = {
+		[USVM_INVAL_MIGRATE] = USVM_CAUSE_MIGRATE,
+		[USVM_INVAL_REMOVE] = USVM_CAUSE_DISCARD,
+		[USVM_INVAL_UNMAP] = USVM_CAUSE_UNMAP,
+	};
 	struct list_head *it;
+	int any;
 
 	mm_assert_block_locked(mm, start);
 	pthread_rwlock_rdlock(&mm->notifier_lock);
+	any = mm->notifiers.next != &mm->notifiers;
 	for (it = mm->notifiers.next; it != &mm->notifiers; it = it->next) {
 		struct usvm_mm_notifier *n = container_of(it, struct usvm_mm_notifier, link);
 
 		n->invalidate(n, start, end, ev);
 	}
 	pthread_rwlock_unlock(&mm->notifier_lock);
+	if (any) /* only device views are invalidated: none, no event */
+		usvm_event(USVM_EV_INVALIDATE, cause[ev], start, end - start, NULL, NULL, 0, 0, 0);
 }
 
 void usvm_mm_notifier_register(struct usvm_mm *mm, struct usvm_mm_notifier *n)
@@ -355,6 +364,7 @@ int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out)
 
 	if (!out)
 		return -EINVAL;
+	usvm_trace_from_env(opts ? opts->trace_file : NULL);
 	mm = calloc(1, sizeof(*mm));
 	if (!mm)
 		return -ENOMEM;

@@ -56,6 +56,7 @@
 #include "usvm.h"
 #include "util.h"
 #include "lockdep.h"
+#include "trace.h"
 
 /* ---- device memory as mm sees it ------------------------------------------ */
 
@@ -67,6 +68,7 @@ enum mm_migrate_cause {
 	MM_MIGRATE_EVICT,       /* device memory pressure, explicit eviction */
 	MM_MIGRATE_PEER,        /* another pagemap takes the pages */
 	MM_MIGRATE_RANGE,       /* range evict, unregister, teardown, fork */
+	MM_MIGRATE_UNBIND,      /* the pagemap is being unbound */
 };
 
 struct mm_devmem_ops {
@@ -208,6 +210,7 @@ struct mm_msg {
 	uint64_t a, b, c;           /* address / start, end / from, to, len */
 	uint64_t ev_seq;            /* faults: events read before this one */
 	uint64_t when_ns;           /* deferred faults: retry time */
+	uint64_t read_ns;           /* faults: when the reader read it */
 	int counted;                /* faults: classified in the statistics */
 };
 

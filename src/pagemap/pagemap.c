@@ -152,6 +152,7 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p
 			     struct usvm_mm *mm, unsigned long timeslice_ms)
 {
 	uintptr_t start = (uintptr_t)start_p, end = (uintptr_t)end_p;
+	uint64_t t0 = usvm_now_ns();
 	int ret;
 
 	if (!pm || !mm)
@@ -186,6 +187,8 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p
 	if (ret < 0)
 		usvm_log2("%s: populate [%#lx, %#lx): %s", pm->name, (unsigned long)start,
 			 (unsigned long)end, usvm_strerror(ret));
+	usvm_event(USVM_EV_POPULATE, USVM_CAUSE_POPULATE, start, end - start, NULL, pm->name, t0,
+		   usvm_now_ns() - t0, ret);
 	return ret;
 }
 
@@ -236,7 +239,7 @@ long usvm_pagemap_evict(struct usvm_pagemap *pm, struct usvm_mm *mm, const void 
 	/* Everything: bounded by what is live now, so concurrent populates end it. */
 	n = STAT_READ(pm->core->st.live_allocations);
 	for (i = 0; i < n + 1; i++) {
-		ret = pagemap_evict_lru(pm);
+		ret = pagemap_evict_lru(pm, MM_MIGRATE_EVICT);
 		if (ret == 0)
 			break;
 		if (ret < 0) {
@@ -254,18 +257,22 @@ long usvm_pagemap_evict(struct usvm_pagemap *pm, struct usvm_mm *mm, const void 
 int usvm_pagemap_unbind(struct usvm_pagemap *pm)
 {
 	struct usvm_backoff bo = USVM_BACKOFF_INIT(60000);
+	uint64_t t0 = usvm_now_ns();
+	int again;
 	long ret;
 
 	if (!pm)
 		return -EINVAL;
 	/* New populates fail from here on ... */
-	atomic_store(&pm->core->unbound, 1);
-	usvm_log("%s: unbind: bringing every device page home", pm->name);
+	again = atomic_exchange(&pm->core->unbound, 1);
+	if (!again)
+		usvm_log("%s: unbind: bringing every device page home", pm->name);
 	/* ... in-flight ones finish ... */
 	pthread_rwlock_wrlock(&pm->core->bind_lock);
 	/* ... and every device page goes back to system memory; allocations
 	 * being released by CPU faults right now finish with the pool first. */
-	while ((ret = pagemap_evict_lru(pm)) != 0 || atomic_load(&pm->core->offlru) > 0) {
+	while ((ret = pagemap_evict_lru(pm, MM_MIGRATE_UNBIND)) != 0 ||
+	       atomic_load(&pm->core->offlru) > 0) {
 		if (ret > 0)
 			continue;
 		if (!usvm_backoff(&bo)) {
@@ -278,7 +285,11 @@ int usvm_pagemap_unbind(struct usvm_pagemap *pm)
 	if (pm->ops->unbind)
 		pm->ops->unbind(pm);
 	pthread_rwlock_unlock(&pm->core->bind_lock);
+	if (again)
+		return 0; /* unbound before: one event, one log line */
 	usvm_log("%s: unbound", pm->name);
+	usvm_event(USVM_EV_UNBIND, USVM_CAUSE_UNBIND, 0, 0, pm->name, "system", t0,
+		   usvm_now_ns() - t0, 0);
 	return 0;
 }
 

@@ -51,6 +51,9 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 		"after reading fault messages, the reader keeps polling (busy) this many "
 		"microseconds before it sleeps: faster bursts of faults, one CPU busy", NULL, 0,
 		1000000 },
+	[USVM_OPT_TRACE] = { "trace", OPT_STRING, "",
+		"write every fault, migration, populate, invalidation and unbind to this file "
+		"(Chrome Trace Event Format: Perfetto, chrome://tracing, usvm trace)", NULL, 0, 0 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
