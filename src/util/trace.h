@@ -16,14 +16,9 @@
 #include <stdint.h>
 #include "usvm.h"
 
-#if defined(__has_include)
-#if __has_include(<sys/sdt.h>) && !defined(USVM_NO_SDT)
-#include <sys/sdt.h>
-#define USVM_HAVE_SDT 1
-#endif
-#endif
-
+/* USVM_HAVE_SDT: set by CMake when <sys/sdt.h> exists (option USVM_SDT). */
 #ifdef USVM_HAVE_SDT
+#include <sys/sdt.h>
 #define USVM_PROBE6(name, a, b, c, d, e, f) DTRACE_PROBE6(usvm, name, a, b, c, d, e, f)
 #else
 #define USVM_PROBE6(name, a, b, c, d, e, f) \
