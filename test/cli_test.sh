@@ -8,7 +8,8 @@
 # Every workload at a small size passes its verification; a corrupted byte
 # makes every workload fail; --json parses and its counters add up; bad
 # arguments exit 2 with a message; --plot writes well-formed XML; help and
-# version work; info and bench run.  Prints what failed; exits 0 when all
+# version work; info and bench run; trace sums up a hand-written trace exactly
+# and a real run's trace in agreement with the run's counters.  Prints what failed; exits 0 when all
 # passed, 1 otherwise, 77 (skip) when this machine cannot run usvm.
 set -u
 
@@ -75,7 +76,7 @@ grep -q "^kernel" "$TMP/info" && grep -q "UFFDIO_MOVE" "$TMP/info" &&
 
 # ---- help and version ---------------------------------------------------
 for args in "--help" "-h" "help" "run --help" "info --help" "bench --help" "demo --help" \
-	    "help run" "help bench"; do
+	    "trace --help" "help run" "help bench" "help trace"; do
 	# shellcheck disable=SC2086
 	if run_case "help: usvm $args" 0 "$USVM" $args; then
 		grep -q "Usage" "$TMP/out" && ok || bad "help: usvm $args prints no Usage"
@@ -115,6 +116,13 @@ usage_case "bench size step" "multiple of 2M" bench --size 3M
 usage_case "bench rounds" "not a number from 1" bench --rounds 0
 usage_case "bench rounds missing" "needs a value" bench --rounds
 usage_case "bench only" "no group 'bogus'" bench --only fault,bogus
+usage_case "trace no file" "no trace file given" trace
+usage_case "trace option" "unknown option '--bogus'" trace x.json --bogus
+usage_case "trace top" "not a number" trace x.json --top many
+usage_case "trace top missing" "needs a value" trace x.json --top
+usage_case "trace extra arg" "unexpected argument 'y.json'" trace x.json y.json
+usage_case "trace json value" "takes no value" trace x.json --json=yes
+usage_case "trace plot dir" "cannot create it" trace x.json --plot /nonexistent-dir/x.svg
 # Messages name the command used and the value given (issue #11).
 usage_case "demo extra arg names demo" "usvm demo: unexpected argument" demo bogus
 usage_case "size 4095 said as given" "size 4095 is too small" run stream --size 4095
@@ -353,6 +361,162 @@ run_case "demo with too little device memory" 0 "$USVM" demo --size 8M --device-
 run_case "oversubscribe ratio said once" 0 "$USVM" run oversubscribe --size 8M --devices 8 && {
 	if grep -q "3x the device" "$TMP/out"; then
 		bad "oversubscribe: hard-coded 3x next to the measured ratio"; else ok; fi
+}
+
+# ---- usvm trace ---------------------------------------------------------------
+# A hand-written trace with known content: 3 migrations (one across two 2 MiB
+# blocks), 5 CPU faults, a device fault, 2 populate calls, a line that is not
+# an event; every figure of the summary is checked.
+cat >"$TMP/tiny.json" <<'EOF'
+{"displayTimeUnit":"ns","traceEvents":[
+{"name":"thread_name","ph":"M","pid":1,"tid":1,"args":{"name":"main (1)"}},
+{"name":"migrate_to_device","cat":"migration","ph":"X","ts":1000.000,"dur":100.000,"pid":1,"tid":1,"args":{"addr":"0x40000000","len":2097152,"cause":"populate","result":0,"from":"system","to":"dev0"}},
+{"name":"migrate_to_device","cat":"migration","ph":"X","ts":2000.000,"dur":300.000,"pid":1,"tid":1,"args":{"addr":"0x40200000","len":1048576,"cause":"populate","result":0,"from":"system","to":"dev0"}},
+{"name":"migrate_to_ram","cat":"migration","ph":"X","ts":3000.000,"dur":200.000,"pid":1,"tid":1,"args":{"addr":"0x401f0000","len":131072,"cause":"cpu_fault","result":0,"from":"dev0","to":"system"}},
+{"name":"cpu_fault","cat":"fault","ph":"X","ts":1500.000,"dur":1.000,"pid":1,"tid":1,"args":{"addr":"0x40000000","len":4096,"cause":"first_touch","result":0}},
+{"name":"cpu_fault","cat":"fault","ph":"X","ts":1600.000,"dur":2.000,"pid":1,"tid":1,"args":{"addr":"0x40001000","len":4096,"cause":"first_touch","result":0}},
+this line is not an event
+{"name":"cpu_fault","cat":"fault","ph":"X","ts":1700.000,"dur":3.000,"pid":1,"tid":1,"args":{"addr":"0x40002000","len":4096,"cause":"first_touch","result":0}},
+{"name":"cpu_fault","cat":"fault","ph":"X","ts":1800.000,"dur":4.000,"pid":1,"tid":1,"args":{"addr":"0x40003000","len":4096,"cause":"first_touch","result":0}},
+{"name":"cpu_fault","cat":"fault","ph":"X","ts":2990.000,"dur":210.000,"pid":1,"tid":1,"args":{"addr":"0x401f0000","len":131072,"cause":"devmem","result":0}},
+{"name":"device_fault","cat":"fault","ph":"X","ts":990.000,"dur":120.000,"pid":1,"tid":2,"args":{"addr":"0x40000000","len":4096,"cause":"none","result":0,"from":"dev0","to":""}},
+{"name":"populate","cat":"populate","ph":"X","ts":995.000,"dur":110.000,"pid":1,"tid":2,"args":{"addr":"0x40000000","len":2097152,"cause":"populate","result":0,"from":"","to":"dev0"}},
+{"name":"populate","cat":"populate","ph":"X","ts":1995.000,"dur":10.000,"pid":1,"tid":2,"args":{"addr":"0x40400000","len":2097152,"cause":"populate","result":-12,"from":"","to":"dev0"}},
+{"name":"process_name","ph":"M","pid":1,"args":{"name":"usvm"}}
+]}
+EOF
+# want REGEX... : each matches a line of $TMP/out; says which one does not
+want() {
+	local re
+
+	for re in "$@"; do
+		grep -Eq -- "$re" "$TMP/out" || { echo "no line matches: $re"; return 1; }
+	done
+}
+run_case "trace tiny" 0 "$USVM" trace "$TMP/tiny.json" && {
+	if msg=$(want "^Trace .*tiny.json: 11 events in 2.21 ms \(from 990.0 us to 3.20 ms" \
+		"^  16 lines: 11 events, 2 metadata, 1 skipped .*line 8$" \
+		"^  cpu_fault +5$" "^  migrate_to_device +2$" "^  migrate_to_ram +1$" \
+		"^  system -> dev0 +populate +2 +3 MiB +400.0 us +200.0 us +7.86$" \
+		"^  dev0 -> system +cpu_fault +1 +128 KiB +200.0 us +200.0 us +0.66$" \
+		"^2 MiB blocks by bytes moved: top 2 of 2$" "^  0x40000000 +2.1 MiB +1 +1$" \
+		"^  0x40200000 +1.1 MiB +1 +1$" \
+		"^  all +5 +3.00 us +210.0 us +210.0 us +210.0 us$" \
+		"^  first_touch +4 +2.00 us +4.00 us +4.00 us +4.00 us$" \
+		"^  dev0 +1 +120.0 us" "^  0 \(ok\) +1 +2 MiB +110.0 us$" \
+		"^  -12 \(Cannot allocate memory\) +1 "); then
+		ok
+	else
+		bad "trace tiny: $msg"
+		sed 's/^/    /' "$TMP/out"
+	fi
+	grep -q "skipped 1 line that could not be read (the first: line 8)" "$TMP/err" && ok ||
+		bad "trace tiny: the skipped line is not said on stderr: $(cat "$TMP/err")"
+}
+run_case "trace tiny --top 1 from stdin" 0 "$USVM" trace - --top 1 <"$TMP/tiny.json" && {
+	want "^2 MiB blocks by bytes moved: top 1 of 2$" "^  0x40000000 " >/dev/null &&
+		! grep -q "^  0x40200000" "$TMP/out" && ok || bad "trace --top 1: $(cat "$TMP/out")"
+}
+if [ -n "$PY" ]; then
+	run_case "trace tiny --json" 0 "$USVM" trace "$TMP/tiny.json" --json &&
+		{ "$PY" - "$TMP/out" <<'EOF' && ok || bad "trace tiny --json"
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert (d["events"], d["metadata"], d["skipped_lines"], d["lines"]) == (11, 2, 1, 16), d
+assert d["complete"] is True and (d["first_us"], d["last_us"], d["span_us"]) == (990, 3200, 2210)
+assert d["events_by_name"] == {"cpu_fault": 5, "device_fault": 1, "migrate_to_device": 2,
+                               "migrate_to_ram": 1, "populate": 2}, d["events_by_name"]
+m = d["migrations"]
+assert [(x["direction"], x["from"], x["to"], x["cause"], x["count"], x["bytes"], x["total_us"],
+         x["mean_us"], x["failed"]) for x in m] == [
+    ("to_device", "system", "dev0", "populate", 2, 3 << 20, 400, 200, 0),
+    ("to_system", "dev0", "system", "cpu_fault", 1, 128 << 10, 200, 200, 0)], m
+assert abs(m[0]["gb_per_s"] - 7.86432) < 1e-9 and abs(m[1]["gb_per_s"] - 0.65536) < 1e-9
+t = d["migration_totals"]
+assert (t["to_device"]["count"], t["to_device"]["bytes"]) == (2, 3 << 20)
+assert (t["to_system"]["count"], t["to_system"]["bytes"]) == (1, 128 << 10)
+b = d["top_blocks"]
+assert d["blocks_moved"] == 2 and [(x["addr"], x["bytes"], x["bytes_to_device"],
+    x["bytes_to_system"], x["to_device"], x["to_system"]) for x in b] == [
+    ("0x40000000", (2 << 20) + (64 << 10), 2 << 20, 64 << 10, 1, 1),
+    ("0x40200000", (1 << 20) + (64 << 10), 1 << 20, 64 << 10, 1, 1)], b
+c = d["cpu_fault_latency_us"]
+P = lambda x: (x["count"], x["p50"], x["p90"], x["p99"], x["max"])
+assert list(c) == ["all", "first_touch", "devmem"], list(c)
+assert P(c["all"]) == (5, 3, 210, 210, 210) and P(c["first_touch"]) == (4, 2, 4, 4, 4)
+assert P(c["devmem"]) == (1, 210, 210, 210, 210)
+assert P(d["device_fault_latency_us"]["dev0"]) == (1, 120, 120, 120, 120)
+assert [(x["result"], x["error"], x["count"], x["bytes"]) for x in d["populate"]] == [
+    (0, None, 1, 2 << 20), (-12, "Cannot allocate memory", 1, 2 << 20)], d["populate"]
+EOF
+		}
+fi
+# A trace of a real run: the summary adds up to the run's own counters.
+for args in "stream --size 4M" "pingpong --size 4M --devices 2"; do
+	rm -f "$TMP/t.json"
+	# shellcheck disable=SC2086
+	run_case "traced run $args" 0 env USVM_TRACE="$TMP/t.json" "$USVM" run $args --json || continue
+	cp "$TMP/out" "$TMP/run.json"
+	run_case "trace of $args" 0 "$USVM" trace "$TMP/t.json" --plot "$TMP/heat.svg" && {
+		want "^Trace .*: [0-9,]+ events in " "^  [0-9]+ lines: .*, 0 skipped" \
+			"^Migrations +cause +count +bytes +time +mean +GB/s$" \
+			"^  system -> dev0 +populate +[0-9]+ " "^  dev0 -> system +" \
+			"^  to devices +all " "^2 MiB blocks by bytes moved: top [0-9]+ of [0-9]+$" \
+			"^CPU fault latency +count +p50 +p90 +p99 +max$" "^  devmem +[0-9]+ " \
+			"^Device fault latency " "^  dev0 +[0-9]+ " "^  0 \(ok\) +[0-9]+ " \
+			>"$TMP/msg" && [ ! -s "$TMP/err" ] && ok ||
+			bad "trace of $args: $(cat "$TMP/msg" "$TMP/err")"
+		grep -q "<svg" "$TMP/heat.svg" && ok || bad "trace of $args: --plot wrote no SVG"
+	}
+	[ -n "$PY" ] || continue
+	run_case "trace of $args --json" 0 "$USVM" trace "$TMP/t.json" --json &&
+		{ "$PY" - "$TMP/out" "$TMP/run.json" "$TMP/heat.svg" <<'EOF' && ok || bad "trace of $args --json"
+import json, sys, xml.etree.ElementTree as ET
+t = json.load(open(sys.argv[1]))
+r = json.load(open(sys.argv[2]))["totals"]
+m = t["migration_totals"]
+c, d = t["cpu_fault_latency_us"]["all"], t["device_fault_latency_us"]["all"]
+for name, got, want in (("to_device", m["to_device"]["count"], r["migrations_to_device"]),
+        ("bytes_to_device", m["to_device"]["bytes"], r["bytes_to_device"]),
+        ("to_system", m["to_system"]["count"], r["migrations_to_system"]),
+        ("bytes_to_system", m["to_system"]["bytes"], r["bytes_to_system"]),
+        ("cpu_faults", c["count"], r["cpu_faults"]),
+        ("device_faults", d["count"], r["device_faults"])):
+    assert got == want, (name, got, want)
+assert t["complete"] and t["skipped_lines"] == 0 and t["span_us"] > 0
+for x in (c, d):
+    assert 0 <= x["p50"] <= x["p90"] <= x["p99"] <= x["max"], x
+assert t["top_blocks"] and t["top_blocks"][0]["bytes"] >= t["top_blocks"][-1]["bytes"]
+root = ET.parse(sys.argv[3]).getroot()
+ns = "{http://www.w3.org/2000/svg}"
+assert root.tag == ns + "svg", root.tag
+texts = " ".join(x.text or "" for x in root.iter(ns + "text"))
+assert "time since the trace started" in texts and "2 MiB block (address)" in texts, texts
+assert len(list(root.iter(ns + "rect"))) > 3
+EOF
+		}
+done
+# Not a trace, no file: exit 1 with a message naming the file.
+printf 'hello, world\n' >"$TMP/garbage.json"
+run_case "trace garbage" 1 "$USVM" trace "$TMP/garbage.json" && {
+	grep -q "garbage.json: not a usvm trace" "$TMP/err" && ok ||
+		bad "trace garbage: $(cat "$TMP/err")"
+}
+head -c 4096 /dev/urandom >"$TMP/random.bin"
+run_case "trace binary" 1 "$USVM" trace "$TMP/random.bin"
+run_case "trace missing" 1 "$USVM" trace "$TMP/nosuch.json" && {
+	grep -q "nosuch.json: No such file or directory" "$TMP/err" && ok ||
+		bad "trace missing: $(cat "$TMP/err")"
+}
+run_case "trace a directory" 1 "$USVM" trace "$TMP"
+# A trace cut short (the program still running, or killed): what is there counts.
+head -n 5 "$TMP/tiny.json" >"$TMP/cut.json"
+run_case "trace cut short" 0 "$USVM" trace "$TMP/cut.json" && {
+	want "^Trace .*: 3 events" "no closing" >/dev/null && ok || bad "trace cut short: $(cat "$TMP/out")"
+}
+run_case "trace --top 0 --plot" 0 "$USVM" trace "$TMP/cut.json" --top 0 --plot "$TMP/cut.svg" && {
+	grep -q "<svg" "$TMP/cut.svg" && ! grep -q "^2 MiB blocks" "$TMP/out" && ok ||
+		bad "trace --top 0 --plot: $(cat "$TMP/out")"
 }
 
 # ---- bench --------------------------------------------------------------------

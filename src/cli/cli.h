@@ -15,6 +15,7 @@
  *   info.c      `usvm info`
  *   bench_suite.c  the benchmark's measurements (bench.h)
  *   bench.c     `usvm bench` (and bench/migrate_bench): options, table, JSON
+ *   cmd_trace.c `usvm trace`: sums up a USVM_TRACE file, --json, --plot heatmap
  *   util.c      formatting, time, hashing, usage errors
  *
  * Dependencies only go down this list's reverse: workloads.c uses run.c,
@@ -295,5 +296,8 @@ void json_finish(struct json *j);
 /* ---- info.c / bench.c -------------------------------------------------- */
 int cmd_info(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+
+/* ---- cmd_trace.c ------------------------------------------------------- */
+int cmd_trace(int argc, char **argv);
 
 #endif

@@ -18,6 +18,8 @@ static const char main_help[] =
 "  info            what this machine offers: userfaultfd, features, backends\n"
 "  bench           the benchmark suite: first touch, faults, migration, free,\n"
 "                  launch, scaling; each against a baseline in the same run\n"
+"  trace FILE      sum up a trace (USVM_TRACE=FILE): migrations by cause, the\n"
+"                  blocks that moved most, fault latencies; --plot a heatmap\n"
 "  help [COMMAND]  help for a command (same as COMMAND --help)\n"
 "\n"
 "Options:\n"
@@ -47,7 +49,10 @@ static int cmd_help(int argc, char **argv)
 		return cmd_info(1, h);
 	if (!strcmp(argv[0], "bench"))
 		return cmd_bench(1, h);
-	return usage_error("help", "no command '%s' (commands: run, demo, info, bench)", argv[0]);
+	if (!strcmp(argv[0], "trace"))
+		return cmd_trace(1, h);
+	return usage_error("help", "no command '%s' (commands: run, demo, info, bench, trace)",
+			   argv[0]);
 }
 
 static int dispatch(int argc, char **argv)
@@ -75,12 +80,14 @@ static int dispatch(int argc, char **argv)
 		return cmd_info(argc - 2, argv + 2);
 	if (!strcmp(cmd, "bench"))
 		return cmd_bench(argc - 2, argv + 2);
+	if (!strcmp(cmd, "trace"))
+		return cmd_trace(argc - 2, argv + 2);
 	if (!strcmp(cmd, "help"))
 		return cmd_help(argc - 2, argv + 2);
 	if (cmd[0] == '-')
 		return usage_error(NULL, "unknown option '%s' (see 'usvm --help')", cmd);
-	return usage_error(NULL, "unknown command '%s'; commands: run, demo, info, bench, help",
-			   cmd);
+	return usage_error(NULL, "unknown command '%s'; commands: run, demo, info, bench, trace, "
+			   "help", cmd);
 }
 
 /* A command's output that did not reach its destination is a failure
