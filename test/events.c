@@ -12,7 +12,8 @@
  *     length, names and result;
  *   - after unsubscribing nothing more arrives;
  *   - usvm_trace_start/stop: the file parses as JSON (python3) with the same
- *     event names; a second start while one runs is -EBUSY;
+ *     event names, also with a pagemap named with a quote and a backslash; a
+ *     second start while one runs is -EBUSY;
  *   - a child process that exits without tearing anything down leaves a
  *     valid trace (atexit).
  */
@@ -200,6 +201,14 @@ int main(void)
 	CHECK_OK(usvm_trace_start(path));
 	CHECK_RET(usvm_trace_start(path), -EBUSY);
 	workload(mm, pq);
+	{
+		/* Names come from programs: quotes must not break the JSON. */
+		struct usvm_pagemap *odd = test_sim_create("odd\"name\\", 1 * MiB);
+
+		CHECK_OK(usvm_pagemap_populate_mm(odd, pq[0], pq[0] + 64 * KiB, mm, 0));
+		CHECK(pq[0][0] == 1, "data");
+		usvm_pagemap_destroy(odd);
+	}
 	CHECK_OK(usvm_trace_stop());
 	CHECK_RET(usvm_trace_stop(), -ENOENT);
 	CHECK(trace_valid(path), "%s is not a valid trace with faults and migrations", path);

@@ -217,8 +217,9 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 	classify(mm, m, FAULT_DEVMEM, ret == -EINPROGRESS);
 	if (ret >= 0) {
 		region_blk_set(r, page, MM_BLK_CPU);
+		/* The page that faulted; the migrate event has what moved. */
 		fault_event(m, m->counted & 2 ? USVM_FAULT_TIMESLICE : USVM_FAULT_DEVMEM,
-			    ret ? (uint64_t)ret : USVM_PAGE_SIZE);
+			    USVM_PAGE_SIZE);
 		return 0; /* the migration woke the waiters */
 	}
 	if (ret == -EINPROGRESS)

@@ -267,57 +267,93 @@ static struct tbuf *thread_buf(void)
 	return b;
 }
 
-static void fmt_hex_range(char *out, size_t n, const struct usvm_event *ev)
+/* @s as the inside of a JSON string (names come from programs). */
+static void json_str(char *out, size_t n, const char *s)
 {
-	snprintf(out, n, "\"addr\":\"%#" PRIx64 "\",\"len\":%" PRIu64, ev->addr, ev->len);
+	size_t o = 0;
+
+	for (; s && *s && o + 7 < n; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '"' || c == '\\') {
+			out[o++] = '\\';
+			out[o++] = (char)c;
+		} else if (c < 0x20) {
+			o += (size_t)snprintf(out + o, n - o, "\\u%04x", c);
+		} else {
+			out[o++] = (char)c;
+		}
+	}
+	out[o] = 0;
 }
 
-/* One event as one line of JSON into @b; b->lock held. */
-static void format_event(struct tbuf *b, const struct usvm_event *ev)
+/* ,"key":"value" when @v is set, else nothing. */
+static void opt_field(char *out, size_t n, const char *key, const char *v)
 {
-	uint64_t ts = ev->start_ns >= trace_t0_ns ? ev->start_ns - trace_t0_ns : 0;
-	char range[96], extra[160] = "";
-	const char *cat = "other", *name = usvm_event_type_name(ev->type);
+	char esc[128];
+
+	out[0] = 0;
+	if (!v)
+		return;
+	json_str(esc, sizeof(esc), v);
+	snprintf(out, n, ",\"%s\":\"%s\"", key, esc);
+}
+
+static void format_thread_name(struct tbuf *b)
+{
+	char tname[32] = "thread", esc[80];
 	size_t room = sizeof(b->data) - b->len;
 	int n;
 
-	if (!b->named) {
-		char tname[32] = "thread";
+	pthread_getname_np(pthread_self(), tname, sizeof(tname));
+	json_str(esc, sizeof(esc), tname);
+	n = snprintf(b->data + b->len, room, "{\"name\":\"thread_name\",\"ph\":\"M\","
+		     "\"pid\":%d,\"tid\":%u,\"args\":{\"name\":\"%s (%u)\"}},\n",
+		     trace_pid, b->tid, esc, b->tid);
+	if (n > 0 && (size_t)n < room)
+		b->len += (size_t)n;
+	b->named = 1;
+}
 
-		pthread_getname_np(pthread_self(), tname, sizeof(tname));
-		n = snprintf(b->data + b->len, room, "{\"name\":\"thread_name\",\"ph\":\"M\","
-			     "\"pid\":%d,\"tid\":%u,\"args\":{\"name\":\"%s (%u)\"}},\n",
-			     trace_pid, b->tid, tname, b->tid);
-		if (n > 0 && (size_t)n < room) {
-			b->len += (size_t)n;
-			room -= (size_t)n;
-		}
-		b->named = 1;
-	}
-	fmt_hex_range(range, sizeof(range), ev);
+static const char *event_cat(const struct usvm_event *ev, const char **name)
+{
+	*name = usvm_event_type_name(ev->type);
 	switch (ev->type) {
 	case USVM_EV_CPU_FAULT:
 	case USVM_EV_DEVICE_FAULT:
-		cat = "fault";
-		break;
+		return "fault";
 	case USVM_EV_MIGRATE:
-		cat = "migration";
-		name = ev->to && !strcmp(ev->to, "system") ? "migrate_to_ram" : "migrate_to_device";
-		break;
+		*name = ev->to && !strcmp(ev->to, "system") ? "migrate_to_ram" : "migrate_to_device";
+		return "migration";
+	case USVM_EV_POPULATE:
+		return "populate";
 	default:
-		cat = ev->type == USVM_EV_POPULATE ? "populate" : "mapping";
-		break;
+		return "mapping";
 	}
-	if (ev->from || ev->to)
-		snprintf(extra, sizeof(extra), ",\"from\":\"%s\",\"to\":\"%s\"",
-			 ev->from ? ev->from : "", ev->to ? ev->to : "");
+}
+
+/* One event as one line of JSON into @b (a line is well under 1 KiB and
+ * the buffer is flushed before less than that is left); b->lock held. */
+static void format_event(struct tbuf *b, const struct usvm_event *ev)
+{
+	uint64_t ts = ev->start_ns >= trace_t0_ns ? ev->start_ns - trace_t0_ns : 0;
+	char from[160], to[160];
+	const char *name, *cat = event_cat(ev, &name);
+	size_t room;
+	int n;
+
+	if (!b->named)
+		format_thread_name(b);
+	opt_field(from, sizeof(from), "from", ev->from);
+	opt_field(to, sizeof(to), "to", ev->to);
+	room = sizeof(b->data) - b->len;
 	n = snprintf(b->data + b->len, room,
 		     "{\"name\":\"%s\",\"cat\":\"%s\",\"ph\":\"X\",\"ts\":%" PRIu64 ".%03u,"
-		     "\"dur\":%" PRIu64 ".%03u,\"pid\":%d,\"tid\":%u,\"args\":{%s,\"cause\":\"%s\","
-		     "\"result\":%d%s}},\n",
+		     "\"dur\":%" PRIu64 ".%03u,\"pid\":%d,\"tid\":%u,\"args\":{\"addr\":\"0x%" PRIx64
+		     "\",\"len\":%" PRIu64 ",\"cause\":\"%s\",\"result\":%d%s%s}},\n",
 		     name, cat, ts / 1000, (unsigned)(ts % 1000), ev->dur_ns / 1000,
-		     (unsigned)(ev->dur_ns % 1000), trace_pid, b->tid, range,
-		     usvm_event_cause_name(ev), ev->result, extra);
+		     (unsigned)(ev->dur_ns % 1000), trace_pid, b->tid, ev->addr, ev->len,
+		     usvm_event_cause_name(ev), ev->result, from, to);
 	if (n > 0 && (size_t)n < room)
 		b->len += (size_t)n;
 }
@@ -329,9 +365,13 @@ static void trace_event(const struct usvm_event *ev)
 	if (!b)
 		return;
 	pthread_mutex_lock(&b->lock);
-	format_event(b, ev);
-	if (b->len >= TBUF_FLUSH)
-		flush_buf(b);
+	/* Stop clears tracing before it flushes every buffer under its lock:
+	 * an event formatted after that flush would never be written. */
+	if (atomic_load_explicit(&tracing, memory_order_acquire)) {
+		format_event(b, ev);
+		if (b->len >= TBUF_FLUSH)
+			flush_buf(b);
+	}
 	pthread_mutex_unlock(&b->lock);
 }
 
@@ -396,8 +436,12 @@ int usvm_trace_start(const char *path)
 	trace_t0_ns = usvm_now_ns();
 	write_all(fd, head, sizeof(head) - 1, 0);
 	file_off = sizeof(head) - 1;
-	for (b = bufs; b; b = b->next)
+	for (b = bufs; b; b = b->next) {
+		pthread_mutex_lock(&b->lock);
 		b->named = 0; /* a new file names its threads again */
+		b->len = 0;
+		pthread_mutex_unlock(&b->lock);
+	}
 	write_tail_locked(); /* an empty trace is valid too */
 	pthread_mutex_unlock(&file_lock);
 	pthread_once(&atexit_once, register_atexit);
