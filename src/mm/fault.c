@@ -455,15 +455,21 @@ static void *reader_main(void *arg)
 
 	while (!atomic_load(&d->stopping)) {
 		uint64_t v;
-		int any;
+		int any, spin, n;
 
 		/* Right after messages, keep polling without sleeping for a
 		 * while: the next fault of a burst then finds the reader
 		 * running instead of paying a wakeup (on a VM, of an idle
-		 * vCPU: tens of microseconds). */
-		if (poll(pfd, 3, last && usvm_now_ns() - last < spin_ns ? 0 : timeout) < 0 &&
-		    errno != EINTR)
+		 * vCPU: tens of microseconds).  Spinning is a bare poll and
+		 * a yield: a faulting thread woken on this CPU runs first. */
+		spin = last && usvm_now_ns() - last < spin_ns;
+		n = poll(pfd, 3, spin ? 0 : timeout);
+		if (n < 0 && errno != EINTR)
 			break;
+		if (!n && spin) {
+			sched_yield();
+			continue;
+		}
 		if (pfd[2].revents & POLLIN && read(d->wake_efd, &v, sizeof(v)) < 0) {
 			/* EAGAIN: someone else drained it */
 		}
