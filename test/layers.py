@@ -21,10 +21,12 @@ def folder(path):
 files = [os.path.join(d, f) for d, _, fs in os.walk(src) for f in fs if f.endswith((".c", ".h"))]
 text = {f: open(f, errors="replace").read() for f in files}
 defs = {}
+local = {}  # every function a file defines, static ones included
 for f, t in text.items():
     if f.endswith(".c"):
         for m in re.finditer(r"^(?!static)[A-Za-z_][\w \*]*?\b([a-z_]\w*)\s*\([^;{]*\)\s*\{", t, re.M):
             defs.setdefault(m.group(1), set()).add(folder(f))
+    local[f] = set(re.findall(r"^[A-Za-z_][\w \*]*?\b([a-z_]\w*)\s*\([^;{]*\)\s*\{", t, re.M))
 edges = {}
 for f, t in text.items():
     a = folder(f)
@@ -33,7 +35,7 @@ for f, t in text.items():
             if g.endswith(os.sep + inc) or os.path.relpath(g, src) == inc:
                 if folder(g) != a:
                     edges.setdefault((a, folder(g)), f)
-    for name in set(re.findall(r"\b([a-z_]\w*)\s*\(", t)):
+    for name in set(re.findall(r"\b([a-z_]\w*)\s*\(", t)) - local.get(f, set()):
         owners = defs.get(name, set())
         if len(owners) == 1 and next(iter(owners)) != a:
             edges.setdefault((a, next(iter(owners))), "%s calls %s()" % (f, name))

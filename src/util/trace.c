@@ -268,7 +268,7 @@ static struct tbuf *thread_buf(void)
 }
 
 /* @s as the inside of a JSON string (names come from programs). */
-static void json_str(char *out, size_t n, const char *s)
+static void trace_json_str(char *out, size_t n, const char *s)
 {
 	size_t o = 0;
 
@@ -295,7 +295,7 @@ static void opt_field(char *out, size_t n, const char *key, const char *v)
 	out[0] = 0;
 	if (!v)
 		return;
-	json_str(esc, sizeof(esc), v);
+	trace_json_str(esc, sizeof(esc), v);
 	snprintf(out, n, ",\"%s\":\"%s\"", key, esc);
 }
 
@@ -306,7 +306,7 @@ static void format_thread_name(struct tbuf *b)
 	int n;
 
 	pthread_getname_np(pthread_self(), tname, sizeof(tname));
-	json_str(esc, sizeof(esc), tname);
+	trace_json_str(esc, sizeof(esc), tname);
 	n = snprintf(b->data + b->len, room, "{\"name\":\"thread_name\",\"ph\":\"M\","
 		     "\"pid\":%d,\"tid\":%u,\"args\":{\"name\":\"%s (%u)\"}},\n",
 		     trace_pid, b->tid, esc, b->tid);
