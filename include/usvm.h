@@ -273,6 +273,83 @@ int usvm_where(struct usvm_mm *mm, const void *addr, struct usvm_pagemap **pagem
 long usvm_resident_bytes(struct usvm_mm *mm, const void *addr, size_t len,
 			 struct usvm_pagemap *pagemap);
 
+/* ---- advice, prefetch, discard, attributes (cudaMemAdvise & co.) -------- */
+
+enum usvm_advice {
+	/* @target: a struct usvm_pagemap * (or NULL: system memory).  Device
+	 * faults migrate there; nothing else moves it away but eviction,
+	 * CPU faults on device memory and explicit calls. */
+	USVM_ADVISE_PREFERRED_LOCATION,
+	USVM_ADVISE_UNSET_PREFERRED_LOCATION,
+	/* @target: a struct usvm_device *.  The device maps the range where
+	 * it lives (system memory, or a peer's memory when it has peer
+	 * access) instead of migrating it on access. */
+	USVM_ADVISE_ACCESSED_BY,
+	USVM_ADVISE_UNSET_ACCESSED_BY,
+	/* Read duplication: not implemented (-EOPNOTSUPP). */
+	USVM_ADVISE_READ_MOSTLY,
+	USVM_ADVISE_UNSET_READ_MOSTLY,
+};
+
+/**
+ * usvm_advise() - advise how [addr, addr+len) is used (cudaMemAdvise).
+ * The range is rounded out to pages and must be managed by @mm.  Advice
+ * follows the addresses until unset, or until the memory is freed or
+ * unregistered; a pagemap named in advice stays alive until then.
+ * Return: 0, -EINVAL (bad advice or range), -EFAULT (not managed),
+ * -ENOSPC (8 devices accessing already), -EOPNOTSUPP (READ_MOSTLY),
+ * -ENOMEM, -ENODEV (a fork child).
+ */
+int usvm_advise(struct usvm_mm *mm, void *addr, size_t len, enum usvm_advice advice,
+		void *target);
+
+/**
+ * usvm_discard() - the contents of [addr, addr+len) are no longer needed:
+ * device and system copies are dropped without migrating anything; the next
+ * read, CPU or device, sees zeros (like MADV_DONTNEED, without its event
+ * round trip).  The range is rounded in to whole pages.
+ * Return: 0, -EINVAL, -EFAULT (not managed), -ENODEV.
+ */
+int usvm_discard(struct usvm_mm *mm, void *addr, size_t len);
+
+/**
+ * usvm_prefetch() - migrate [addr, addr+len) ahead of use
+ * (cudaMemPrefetchAsync, synchronously): into @pagemap (usvm_pagemap_populate_mm
+ * with no timeslice), or with @pagemap NULL back to system memory.
+ * Return: what usvm_pagemap_populate_mm() returns, or 0, -EINVAL, -EFAULT
+ * (not managed), -EIO (a copy kept failing), -ENODEV.
+ */
+int usvm_prefetch(struct usvm_mm *mm, void *addr, size_t len, struct usvm_pagemap *pagemap);
+
+#define USVM_RANGE_MAX_LOCATIONS 8
+
+/* What usvm_range_attr() reports (cudaMemRangeGetAttributes).  A location
+ * is a pagemap; NULL with the *_system flag set means system memory. */
+struct usvm_range_attrs {
+	struct usvm_pagemap *preferred;   /* the same for the whole range, or NULL */
+	int preferred_system;             /* ... system memory */
+	int preferred_mixed;              /* advice differs across the range (the fields
+					   * above and below are then empty) */
+	unsigned int naccessed_by;        /* devices advised on the whole range */
+	struct usvm_device *accessed_by[USVM_RANGE_MAX_LOCATIONS];
+	int read_mostly;                  /* always 0 (not implemented) */
+	struct usvm_pagemap *last_prefetch; /* the same for the whole range, or NULL */
+	int last_prefetch_system;
+	uint64_t bytes_system;            /* in system memory (or never touched) */
+	unsigned int nresident;
+	struct {
+		struct usvm_pagemap *pagemap;
+		uint64_t bytes;
+	} resident[USVM_RANGE_MAX_LOCATIONS]; /* per pagemap holding some of it */
+};
+
+/**
+ * usvm_range_attr() - advice and residency of [addr, addr+len).
+ * Return: 0, -EINVAL, -EFAULT (not managed), -ENODEV.
+ */
+int usvm_range_attr(struct usvm_mm *mm, const void *addr, size_t len,
+		    struct usvm_range_attrs *out);
+
 struct usvm_mm_stats {
 	/* Every fault message is counted once, in exactly one class:
 	 * cpu_faults = first_touch + devmem + raced. */

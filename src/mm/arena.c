@@ -614,6 +614,7 @@ int usvm_free(struct usvm_mm *mm, void *ptr)
 	usvm_rwlock_unlock(&mm->regions_lock);
 	if (!r)
 		return 0; /* its region was torn down already */
+	mm_advice_clear(mm, a, a + len);
 	if (r->kind == USVM_REGION_ALLOC)
 		return free_dedicated(mm, r);
 	/* Arenas are never removed while the mm lives: @r stays valid. */

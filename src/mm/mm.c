@@ -272,6 +272,26 @@ int mm_migrate_range_to_ram(struct usvm_mm *mm, struct usvm_region *r,
 	return (int)err;
 }
 
+int mm_range_to_ram(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	int err = 0;
+
+	mm_events_settle(mm);
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	while (start < end && !err) {
+		struct usvm_region *r = mm_region_find(mm, start);
+
+		if (!r) {
+			err = -EFAULT;
+			break;
+		}
+		err = mm_migrate_range_to_ram(mm, r, start, MIN_UL(end, r->end));
+		start = r->end;
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+	return err;
+}
+
 /* ---- lifetime ---------------------------------------------------------------- */
 
 void mm_get(struct usvm_mm *mm)
@@ -291,6 +311,7 @@ static void mm_free(struct usvm_mm *mm)
 	pthread_mutex_destroy(&mm->alloc_lock);
 	pthread_mutex_destroy(&mm->trash_lock);
 	pthread_mutex_destroy(&mm->free_lock);
+	pthread_rwlock_destroy(&mm->advice_lock);
 	free(mm->freed);
 	free(mm->regions);
 	free(mm);
@@ -350,6 +371,7 @@ static void mm_init_locks(struct usvm_mm *mm)
 	pthread_mutex_init(&mm->alloc_lock, NULL);
 	pthread_mutex_init(&mm->trash_lock, NULL);
 	pthread_mutex_init(&mm->free_lock, NULL);
+	pthread_rwlock_init(&mm->advice_lock, NULL);
 	for (i = 0; i < USVM_BLOCK_LOCKS; i++)
 		pthread_mutex_init(&mm->block_locks[i], NULL);
 	list_init(&mm->notifiers);
@@ -441,6 +463,7 @@ void usvm_mm_destroy(struct usvm_mm *mm)
 		mm_migrate_range_to_ram(mm, r, r->start, r->end);
 	}
 	usvm_rwlock_unlock(&mm->regions_lock);
+	mm_advice_fini(mm); /* may put the last reference of a pagemap */
 	mm_dispatch_stop(mm);
 	usvm_rwlock_wrlock(&mm->regions_lock);
 	for (i = 0; i < mm->nregions; i++)
@@ -577,6 +600,7 @@ int usvm_unregister(struct usvm_mm *mm, void *addr, size_t len)
 	}
 	mm_region_remove_locked(mm, r);
 	usvm_rwlock_unlock(&mm->regions_lock);
+	mm_advice_clear(mm, r->start, r->end);
 	/* Unregistering wakes any thread still waiting in a fault on it. */
 	region_teardown(mm, r);
 	STAT_SUB(mm->st.registered_ranges, 1);

@@ -285,6 +285,10 @@ struct usvm_mm {
 	pthread_rwlock_t notifier_lock;
 	struct list_head notifiers;
 
+	pthread_rwlock_t advice_lock; /* the advice intervals (advise.c) */
+	struct mm_advice *advice;
+	size_t nadvice, cap_advice;
+
 	pthread_mutex_t trash_lock;   /* discards move pages through it */
 	uintptr_t trash;
 
@@ -474,6 +478,42 @@ void mm_discard_freed(struct usvm_mm *mm);
  * the range may be held: this never waits for the fault threads.
  */
 void mm_discard_cpu_pages(struct usvm_mm *mm, uintptr_t start, uintptr_t end, uintptr_t *busy);
+
+/* ---- advice (advise.c) ------------------------------------------------------------ */
+
+#define MM_LOC_SYSTEM ((const void *)1)   /* a location: system memory */
+#define MM_MAX_ACCESSED_BY 8
+#define MM_ADVICE_PREFETCH 100            /* mm_advice_update: record a prefetch target */
+
+/* The advice of an interval of addresses (see advise.c). */
+struct mm_advice {
+	uintptr_t start, end;
+	const void *preferred;            /* NULL, MM_LOC_SYSTEM or a pagemap */
+	const void *last_prefetch;        /* NULL, MM_LOC_SYSTEM or a pagemap */
+	const void *accessed_by[MM_MAX_ACCESSED_BY]; /* devices */
+	unsigned int naccessed;
+};
+
+/* How mm keeps a pagemap named in advice alive (set by the pagemap layer). */
+struct mm_location_ops {
+	void (*get)(const void *loc);
+	void (*put)(const void *loc);
+};
+void mm_set_location_ops(const struct mm_location_ops *ops);
+/* Apply a USVM_ADVISE_* (or MM_ADVICE_PREFETCH) to [s, e).  Return 0 or -errno. */
+int mm_advice_update(struct usvm_mm *mm, uintptr_t s, uintptr_t e, int advice, const void *loc);
+/* Forget all advice of [s, e) (free, unregister). */
+void mm_advice_clear(struct usvm_mm *mm, uintptr_t s, uintptr_t e);
+/* The advice at @addr, with references the caller drops by mm_advice_put();
+ * call it without block locks held. */
+void mm_advice_get(struct usvm_mm *mm, uintptr_t addr, struct mm_advice *out);
+void mm_advice_put(struct mm_advice *a);
+/* A device going away: it accesses nothing any more. */
+void mm_advice_forget(struct usvm_mm *mm, const void *loc);
+void mm_advice_fini(struct usvm_mm *mm);
+/* Bring every device page of [start, end) home.  Return 0, -EFAULT (not
+ * managed) or the first migration error after retries. */
+int mm_range_to_ram(struct usvm_mm *mm, uintptr_t start, uintptr_t end);
 
 /* ---- fork (fork.c) -------------------------------------------------------------- */
 

@@ -14,6 +14,22 @@
 #include "mm/mm.h"
 #include "migrate/migrate.h"
 
+static void loc_get(const void *loc)
+{
+	usvm_pagemap_get((struct usvm_pagemap *)loc);
+}
+
+static void loc_put(const void *loc)
+{
+	usvm_pagemap_put((struct usvm_pagemap *)loc);
+}
+
+/* A pagemap named in advice is kept alive by the advice (mm/advise.c). */
+static const struct mm_location_ops pagemap_location_ops = {
+	.get = loc_get,
+	.put = loc_put,
+};
+
 int usvm_pagemap_init(struct usvm_pagemap *pm, const char *name, size_t capacity)
 {
 	struct usvm_pagemap_core *c;
@@ -32,6 +48,7 @@ int usvm_pagemap_init(struct usvm_pagemap *pm, const char *name, size_t capacity
 	if (pthread_rwlock_init(&c->bind_lock, NULL))
 		goto err_mutex;
 	pm->core = c;
+	mm_set_location_ops(&pagemap_location_ops);
 	return 0;
 err_mutex:
 	pthread_mutex_destroy(&c->lock);
