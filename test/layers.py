@@ -4,11 +4,17 @@
 An edge A -> B when a file under src/A includes a header under src/B or calls
 a function that only src/B defines (the same rule as the project's
 layer-cycles tool).  The layers, lowest first, are the README's:
-util, mm, migrate, pagemap, gpusvm, device, cli.  Every edge must go to a
+util, mm, migrate, pagemap, gpusvm, policy, device, cli, and dmirror (the
+LD_PRELOAD library) beside cli at the top.  Every edge must go to a
 lower layer (so there is no cycle either).  Usage: layers.py ROOT"""
 import os, re, sys
 
-ORDER = ["util", "mm", "migrate", "pagemap", "gpusvm", "device", "cli"]
+ORDER = ["util", "mm", "migrate", "pagemap", "gpusvm", "policy", "device", "cli", "dmirror"]
+# C library functions a preload library (dmirror) defines to interpose on:
+# a call to them is a call into the C library, not into that folder.
+LIBC = {"open", "open64", "openat", "openat64", "__open_2", "__open64_2", "__openat_2",
+        "__openat64_2", "ioctl", "close", "fork", "vfork", "mmap", "mmap64", "munmap",
+        "read", "write", "dup", "dup2", "dup3", "fcntl", "_exit", "exit"}
 root = sys.argv[1] if len(sys.argv) > 1 else "."
 src = os.path.join(root, "src")
 
@@ -35,7 +41,7 @@ for f, t in text.items():
             if g.endswith(os.sep + inc) or os.path.relpath(g, src) == inc:
                 if folder(g) != a:
                     edges.setdefault((a, folder(g)), f)
-    for name in set(re.findall(r"\b([a-z_]\w*)\s*\(", t)) - local.get(f, set()):
+    for name in set(re.findall(r"\b([a-z_]\w*)\s*\(", t)) - local.get(f, set()) - LIBC:
         owners = defs.get(name, set())
         if len(owners) == 1 and next(iter(owners)) != a:
             edges.setdefault((a, next(iter(owners))), "%s calls %s()" % (f, name))

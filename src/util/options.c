@@ -54,6 +54,18 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 	[USVM_OPT_TRACE] = { "trace", OPT_STRING, "",
 		"write every fault, migration, populate, invalidation and unbind to this file "
 		"(Chrome Trace Event Format: Perfetto, chrome://tracing, usvm trace)", NULL, 0, 0 },
+	[USVM_OPT_THRASHING] = { "thrashing", OPT_COUNT, "1",
+		"thrashing mitigation: a 2 MiB block that device faults keep migrating is "
+		"throttled, then pinned where it is and mapped remotely (0: off)", NULL, 0, 1 },
+	[USVM_OPT_THRASH_THRESHOLD] = { "thrash_threshold", OPT_COUNT, "3",
+		"migrations of one block within thrash_window_ms that count as thrashing",
+		NULL, 2, 8 },
+	[USVM_OPT_THRASH_WINDOW_MS] = { "thrash_window_ms", OPT_COUNT, "100",
+		"the thrashing detection window", NULL, 1, 600000 },
+	[USVM_OPT_THRASH_PIN_MS] = { "thrash_pin_ms", OPT_COUNT, "500",
+		"how long a thrashing block stays throttled, then pinned", NULL, 1, 3600000 },
+	[USVM_OPT_THRASH_MAX_PINS] = { "thrash_max_pins", OPT_COUNT, "1024",
+		"blocks pinned at once, at most", NULL, 1, 4096 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
