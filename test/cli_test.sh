@@ -476,13 +476,21 @@ t = json.load(open(sys.argv[1]))
 r = json.load(open(sys.argv[2]))["totals"]
 m = t["migration_totals"]
 c, d = t["cpu_fault_latency_us"]["all"], t["device_fault_latency_us"]["all"]
+k = lambda kind: t["cpu_fault_latency_us"].get(kind, {"count": 0})["count"]
 for name, got, want in (("to_device", m["to_device"]["count"], r["migrations_to_device"]),
         ("bytes_to_device", m["to_device"]["bytes"], r["bytes_to_device"]),
         ("to_system", m["to_system"]["count"], r["migrations_to_system"]),
         ("bytes_to_system", m["to_system"]["bytes"], r["bytes_to_system"]),
-        ("cpu_faults", c["count"], r["cpu_faults"]),
         ("device_faults", d["count"], r["device_faults"])):
     assert got == want, (name, got, want)
+# A CPU fault whose thread another fault's fill or migration already woke
+# is counted when its (stale) message is served: possibly after the last
+# phase, so only in the trace (src/cli/report.c).  Never fewer.
+for name, got, want in (("first_touch", k("first_touch"), r["cpu_faults_first_touch"]),
+        ("devmem", k("devmem") + k("timeslice_wait"), r["cpu_faults_devmem"]),
+        ("raced", k("raced"), r["cpu_faults_raced"]),
+        ("cpu_faults", c["count"], r["cpu_faults"])):
+    assert got >= want, (name, got, want)
 assert t["complete"] and t["skipped_lines"] == 0 and t["span_us"] > 0
 for x in (c, d):
     assert 0 <= x["p50"] <= x["p90"] <= x["p99"] <= x["max"], x
