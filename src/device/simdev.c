@@ -16,8 +16,11 @@
  * migration, which invalidates first, never moves a page under a reader.
  * Accesses to system pages use the managed address with no lock held: they
  * behave exactly like CPU accesses (a page that moved meanwhile is faulted
- * back by the CPU fault path), and a page unmapped behind our back raises
- * SIGSEGV, which is turned into a fatal device fault, never a crash.
+ * back by the CPU fault path), and a page unmapped or protected behind our
+ * back raises SIGSEGV, which is turned into a fatal device fault (-EFAULT,
+ * or -EPERM for a write the CPU may not make), never a crash.  CPU
+ * protections bind devices: see DOC: Devices and CPU protections in
+ * device.h.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -27,6 +30,8 @@
 #include <string.h>
 #include <unistd.h>
 #include <inttypes.h>
+#include <sys/mman.h>
+#include "device.h"
 #include "gpusvm/gpusvm.h"
 #include "migrate/migrate.h"
 
@@ -69,9 +74,16 @@ struct usvm_device {
 	} st;
 };
 
+/* Mappings whose protections a launch's worker has looked up. */
+#define KCTX_VMAS 4
+
 struct usvm_kctx {
 	struct usvm_device *dev;
-	int fatal;
+	int fatal;                      /* 0, or the error of the first fatal device fault */
+	struct dev_vma vmas[KCTX_VMAS]; /* protections looked up in this launch */
+	unsigned int nvmas, vma_next;
+	/* Memory usvm does not manage that a fault round granted in place. */
+	uintptr_t inplace_start, inplace_end;
 };
 
 /* ---- guarding system-page accesses ------------------------------------- */
@@ -133,6 +145,102 @@ static int guarded_access(void *dst, const void *src, int c, size_t len)
 	__asm__ volatile("" ::: "memory");
 	dev_guard = NULL;
 	return 0;
+}
+
+/* ---- CPU protections (DOC: Devices and CPU protections, device.h) -------- */
+
+/* The mapping at @va as @ctx's launch saw it, or 0 if not looked up yet. */
+static int vma_cached(struct usvm_kctx *ctx, uintptr_t va, struct dev_vma *out)
+{
+	unsigned int i;
+
+	for (i = 0; ctx && i < ctx->nvmas; i++) {
+		if (ctx->vmas[i].start <= va && va < ctx->vmas[i].end) {
+			*out = ctx->vmas[i];
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * The mapping at @va: from @ctx's launch if it looked it up already (a
+ * launch sees one protection per mapping), else looked up now and kept.
+ * When the lookup itself fails (no /proc), the page counts as read-write:
+ * the MMU still guards system pages.  Return 0 or -ENOENT (nothing mapped).
+ */
+static int ctx_vma(struct usvm_kctx *ctx, uintptr_t va, struct dev_vma *out)
+{
+	int err;
+
+	if (vma_cached(ctx, va, out))
+		return 0;
+	err = dev_vma_query(va, out);
+	if (err == -ENOENT)
+		return err;
+	if (err)
+		*out = (struct dev_vma){ .start = ALIGN_DOWN_UL(va, USVM_PAGE_SIZE),
+					 .end = ALIGN_DOWN_UL(va, USVM_PAGE_SIZE) + USVM_PAGE_SIZE,
+					 .prot = PROT_READ | PROT_WRITE };
+	if (ctx) {
+		ctx->vmas[ctx->vma_next] = *out;
+		ctx->vma_next = (ctx->vma_next + 1) % KCTX_VMAS;
+		if (ctx->nvmas < KCTX_VMAS)
+			ctx->nvmas++;
+	}
+	return 0;
+}
+
+/* What @v lets a device do: 0, -EFAULT (no reading) or -EPERM (no writing). */
+static int vma_allows(const struct dev_vma *v, int write)
+{
+	if (!(v->prot & PROT_READ))
+		return -EFAULT; /* hmm_range_fault: no VM_READ, no access at all */
+	return write && !(v->prot & PROT_WRITE) ? -EPERM : 0;
+}
+
+/* May a device access @va (for writing if @write)?  0, -EFAULT or -EPERM. */
+static int prot_check(struct usvm_kctx *ctx, uintptr_t va, int write)
+{
+	struct dev_vma v;
+
+	return ctx_vma(ctx, va, &v) ? -EFAULT : vma_allows(&v, write);
+}
+
+/* The MMU refused an access at @va: why, as the device reports it. */
+static int refused(uintptr_t va, int write)
+{
+	struct dev_vma v;
+
+	if (write && !dev_vma_query(va, &v) && (v.prot & PROT_READ) && !(v.prot & PROT_WRITE))
+		return -EPERM;
+	return -EFAULT;
+}
+
+/* Account a fatal device fault (@err) of @ctx's access at @va. */
+static int fatal(struct usvm_kctx *ctx, uintptr_t va, int err)
+{
+	STAT_ADD(ctx->dev->st.fatal_faults, 1);
+	if (!ctx->fatal)
+		ctx->fatal = err;
+	usvm_log("%s: fatal device fault at %#lx: %s", ctx->dev->name, (unsigned long)va,
+		 err == -EPERM ? "write to memory the CPU may not write" :
+		 err == -EFAULT ? "nothing mapped there, or not readable" : usvm_strerror(err));
+	return err;
+}
+
+/* Is @va in a live region of @mm?  Its end if so, else 0. */
+static uintptr_t managed_until(struct usvm_mm *mm, uintptr_t va)
+{
+	struct usvm_region *r;
+	uintptr_t end = 0;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	r = mm_region_find(mm, va);
+	if (r && !atomic_load(&r->dying) && !atomic_load(&r->gone))
+		end = r->end;
+	usvm_rwlock_unlock(&mm->regions_lock);
+	return end;
 }
 
 /* ---- the fault flow ------------------------------------------------------- */
@@ -297,16 +405,19 @@ static int map_range(struct usvm_device *dev, struct usvm_gpusvm_range *r, struc
 }
 
 /*
- * Serve a device fault at @va: garbage collect, find or insert the range,
- * migrate per policy, get_pages, bind; retry on races.  Return 0 (retry the
- * access) or a negative errno (fatal for the access).
+ * Serve a device fault at @va for @ctx (NULL: a host-side prefetch):
+ * garbage collect, find or insert the range, check the CPU protections
+ * (before anything moves), migrate per policy, get_pages, bind; retry on
+ * races.  Return 0 (retry the access) or a negative errno (fatal for the
+ * access: -EPERM for a write the CPU may not make).
  */
-static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
+static int device_fault(struct usvm_device *dev, struct usvm_kctx *ctx, uintptr_t va,
+			int atomic, int write)
 {
 	struct fault_state f = { atomic, atomic ? 3 : 1, dev->timeslice_ms };
 	struct usvm_gpusvm *svm = &dev->svm;
 	uint64_t t0 = usvm_now_ns();
-	int loops, err = -EBUSY;
+	int loops, err = -EBUSY, checked = 0;
 
 	STAT_ADD(dev->st.device_faults, 1);
 	pthread_mutex_lock(&svm->driver_lock);
@@ -320,6 +431,11 @@ static int device_fault(struct usvm_device *dev, uintptr_t va, int atomic)
 		if (!r && err == -EAGAIN)
 			continue;
 		if (!r)
+			break;
+		/* Managed memory: hmm_range_fault's protection check. */
+		err = checked ? 0 : prot_check(ctx, va, write || atomic);
+		checked = 1;
+		if (err)
 			break;
 		if (range_valid_for(dev, r, va, atomic)) {
 			err = 0; /* another thread served it already */
@@ -348,7 +464,14 @@ struct access {
 	void *buf;          /* read destination / write source */
 	int c;              /* memset value */
 	uint64_t v, expected, *old;
+	int nofault;        /* stop at a missing translation (-ENOENT), no fault */
+	size_t done;        /* bytes accessed so far */
 };
+
+static int op_writes(const struct access *a)
+{
+	return a->op != OP_READ;
+}
 
 static int do_atomic(void *p, struct access *a)
 {
@@ -406,35 +529,76 @@ static int guarded_atomic(void *p, struct access *a)
 	return err;
 }
 
+/* An access at system page @va through the CPU mapping (the MMU checks it). */
+static int access_cpu(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct access *a)
+{
+	int atomic = a->op == OP_ADD || a->op == OP_CMPXCHG;
+	int err = atomic ? guarded_atomic((void *)va, a) : do_plain((void *)va, len, a, 1);
+
+	return err == -EFAULT ? fatal(ctx, va, refused(va, op_writes(a))) : err;
+}
+
 /*
  * The access itself, through a valid translation @e; called with the
  * notifier lock held for reading, which it drops.  Device memory is
- * accessed under the lock (it cannot move meanwhile); a system page through
- * the managed address, behaving as a CPU access: a fault there means
- * nothing is mapped at @va any more (munmap behind our back), a fatal
- * device fault.
+ * accessed under the lock (it cannot move meanwhile), once the protections
+ * @v of its mapping allow it; a system page through the managed address,
+ * behaving as a CPU access: the MMU applies the protections of the moment,
+ * and a fault there means the mapping is gone (munmap behind our back) or
+ * forbids the access.
  */
 static int access_mapped(struct usvm_kctx *ctx, struct usvm_gpusvm *svm,
-			 struct usvm_device_addr e, uintptr_t va, size_t len, struct access *a)
+			 struct usvm_device_addr e, const struct dev_vma *v, uintptr_t va,
+			 size_t len, struct access *a)
 {
 	int atomic = a->op == OP_ADD || a->op == OP_CMPXCHG, err;
 
 	if (e.proto != USVM_INTERCONNECT_SYSTEM) {
 		void *p = (void *)(e.addr + (va & (USVM_PAGE_SIZE - 1)));
 
-		err = atomic ? do_atomic(p, a) : do_plain(p, len, a, 0);
+		err = vma_allows(v, op_writes(a));
+		if (!err)
+			err = atomic ? do_atomic(p, a) : do_plain(p, len, a, 0);
 		pthread_rwlock_unlock(&svm->notifier_lock);
-		return err;
+		return err == -EFAULT || err == -EPERM ? fatal(ctx, va, err) : err;
 	}
 	pthread_rwlock_unlock(&svm->notifier_lock);
-	err = atomic ? guarded_atomic((void *)va, a) : do_plain((void *)va, len, a, 1);
-	if (err == -EFAULT) {
-		STAT_ADD(ctx->dev->st.fatal_faults, 1);
-		ctx->fatal = 1;
-		usvm_log("%s: fatal device fault at %#lx: nothing mapped there", ctx->dev->name,
-			 (unsigned long)va);
+	return access_cpu(ctx, va, len, a);
+}
+
+/* Memory usvm does not manage that a fault round granted @ctx in place? */
+static int granted_in_place(struct usvm_kctx *ctx, uintptr_t va)
+{
+	return va >= ctx->inplace_start && va < ctx->inplace_end &&
+	       !managed_until(ctx->dev->mm, va);
+}
+
+/*
+ * Take the translation of @va if it is valid for @a.  Return 1 with the
+ * notifier lock held for reading and *@e set; 0 (no valid translation,
+ * lock dropped); -EAGAIN (the protections of a device-resident page had to
+ * be looked up first, lock dropped: look again); or a fatal -errno.
+ */
+static int translate(struct usvm_kctx *ctx, uintptr_t va, int devmem,
+		     struct usvm_device_addr *e, struct dev_vma *v)
+{
+	struct usvm_gpusvm *svm = &ctx->dev->svm;
+	struct usvm_gpusvm_range *r;
+
+	mm_events_settle(ctx->dev->mm);
+	pthread_rwlock_rdlock(&svm->notifier_lock);
+	r = usvm_gpusvm_range_find(svm, va);
+	if (!entry_ok(ctx->dev, r, va, devmem)) {
+		pthread_rwlock_unlock(&svm->notifier_lock);
+		return 0;
 	}
-	return err;
+	*e = r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
+	if (e->proto == USVM_INTERCONNECT_SYSTEM || vma_cached(ctx, va, v))
+		return 1;
+	/* Device memory: the CPU mapping does not hold it, so look up what
+	 * the CPU may do there, once per launch, without the lock. */
+	pthread_rwlock_unlock(&svm->notifier_lock);
+	return ctx_vma(ctx, va, v) ? fatal(ctx, va, -EFAULT) : -EAGAIN;
 }
 
 /*
@@ -447,23 +611,26 @@ static int access_mapped(struct usvm_kctx *ctx, struct usvm_gpusvm *svm,
 static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct access *a)
 {
 	struct usvm_device *dev = ctx->dev;
-	struct usvm_gpusvm *svm = &dev->svm;
 	int devmem = a->op == OP_ADD || a->op == OP_CMPXCHG;
 	uint64_t since = 0;
 	int tries;
 
 	for (tries = 0;; tries++) {
-		struct usvm_gpusvm_range *r;
-		int err;
+		struct usvm_device_addr e;
+		struct dev_vma v;
+		int err = translate(ctx, va, devmem, &e, &v);
 
-		mm_events_settle(dev->mm);
-		pthread_rwlock_rdlock(&svm->notifier_lock);
-		r = usvm_gpusvm_range_find(svm, va);
-		if (entry_ok(dev, r, va, devmem))
-			return access_mapped(ctx, svm, r->addrs[(va - r->start) >> USVM_PAGE_SHIFT],
-					     va, len, a);
-		pthread_rwlock_unlock(&svm->notifier_lock);
-		err = device_fault(dev, va, devmem);
+		if (err == 1)
+			return access_mapped(ctx, &dev->svm, e, &v, va, len, a);
+		if (err == -EAGAIN)
+			continue;
+		if (err)
+			return err;
+		if (granted_in_place(ctx, va))
+			return access_cpu(ctx, va, len, a);
+		if (a->nofault)
+			return -ENOENT;
+		err = device_fault(dev, ctx, va, devmem, op_writes(a));
 		if (devmem && (err == -EBUSY || (!err && tries > FAULT_RETRY_LIMIT / 4))) {
 			if (!since)
 				since = usvm_now_ns();
@@ -476,13 +643,8 @@ static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct a
 			}
 			continue;
 		}
-		if (err || tries > FAULT_RETRY_LIMIT) {
-			STAT_ADD(dev->st.fatal_faults, 1);
-			ctx->fatal = 1;
-			usvm_log("%s: fatal device fault at %#lx: %s", dev->name, (unsigned long)va,
-				 usvm_strerror(err ? err : -EBUSY));
-			return err ? err : -EBUSY;
-		}
+		if (err || tries > FAULT_RETRY_LIMIT)
+			return fatal(ctx, va, err ? err : -EBUSY);
 	}
 }
 
@@ -496,6 +658,7 @@ static int access_span(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct a
 			return err;
 		va += chunk;
 		len -= chunk;
+		a->done += chunk;
 		if (a->buf)
 			a->buf = (char *)a->buf + chunk;
 	}
@@ -543,6 +706,91 @@ int usvm_dev_atomic_cmpxchg_u64(struct usvm_kctx *ctx, uint64_t *addr, uint64_t 
 	return access_page(ctx, (uintptr_t)addr, sizeof(*addr), &a);
 }
 
+/* ---- for the layers above (device.h) ------------------------------------------- */
+
+int dev_read_mapped(struct usvm_kctx *ctx, const void *addr, void *buf, size_t len,
+		    size_t *done)
+{
+	struct access a = { .op = OP_READ, .buf = buf, .nofault = 1 };
+	int err = access_span(ctx, (uintptr_t)addr, len, &a);
+
+	STAT_ADD(ctx->dev->st.bytes_read, a.done);
+	*done = a.done;
+	return err;
+}
+
+int dev_write_mapped(struct usvm_kctx *ctx, void *addr, const void *buf, size_t len,
+		     size_t *done)
+{
+	struct access a = { .op = OP_WRITE, .buf = (void *)buf, .nofault = 1 };
+	int err = access_span(ctx, (uintptr_t)addr, len, &a);
+
+	STAT_ADD(ctx->dev->st.bytes_written, a.done);
+	*done = a.done;
+	return err;
+}
+
+/*
+ * Give @ctx's device a valid translation of managed page @va, unless it has
+ * one; *@until is set to the end of the range that now translates it.
+ */
+static int map_managed(struct usvm_kctx *ctx, uintptr_t va, int write, uintptr_t *until)
+{
+	struct usvm_device *dev = ctx->dev;
+	struct usvm_gpusvm_range *r;
+	int ok, err;
+
+	pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+	r = usvm_gpusvm_range_find(&dev->svm, va);
+	ok = entry_ok(dev, r, va, 0);
+	*until = ok ? r->end : va + USVM_PAGE_SIZE;
+	pthread_rwlock_unlock(&dev->svm.notifier_lock);
+	if (ok)
+		return 0;
+	err = device_fault(dev, ctx, va, 0, write);
+	if (err)
+		return err;
+	/* Invalidated again already: the access will fault once more. */
+	pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+	r = usvm_gpusvm_range_find(&dev->svm, va);
+	if (entry_ok(dev, r, va, 0))
+		*until = r->end;
+	pthread_rwlock_unlock(&dev->svm.notifier_lock);
+	return 0;
+}
+
+int dev_fault_range(struct usvm_kctx *ctx, void *addr, size_t len, int write)
+{
+	uintptr_t start = (uintptr_t)addr, end = start + len, va, mapped = 0;
+	int err;
+
+	if ((start | len) & (USVM_PAGE_SIZE - 1) || end < start)
+		return -EINVAL;
+	/* Protections first, page by page (hmm_range_fault's order): an
+	 * error leaves the pages before it mapped, as the kernel does. */
+	for (va = start; va < end; va += USVM_PAGE_SIZE) {
+		err = prot_check(ctx, va, write);
+		if (!err && va >= mapped && managed_until(ctx->dev->mm, va))
+			err = map_managed(ctx, va, write, &mapped);
+		if (err)
+			return fatal(ctx, va, err);
+	}
+	/* Whatever in the range usvm does not manage is reached in place. */
+	ctx->inplace_start = start;
+	ctx->inplace_end = end;
+	return 0;
+}
+
+int dev_guarded_copy(void *dst, const void *src, size_t len)
+{
+	if (!len)
+		return 0;
+	if (!dst || !src)
+		return -EFAULT; /* page 0 is never mapped (and NULL src means memset) */
+	pthread_once(&guard_once, guard_install);
+	return guarded_access(dst, src, 0, len);
+}
+
 struct usvm_device *usvm_kctx_device(struct usvm_kctx *ctx)
 {
 	return ctx->dev;
@@ -588,7 +836,7 @@ static void launch_run(struct launch *l)
 			break;
 		ret = l->fn(&ctx, i, l->arg);
 		if (ctx.fatal && !ret)
-			ret = -EFAULT; /* a fatal device fault the kernel ignored */
+			ret = ctx.fatal; /* a fatal device fault the kernel ignored */
 		if (ret) {
 			int zero = 0;
 
@@ -769,7 +1017,7 @@ int usvm_device_prefetch(struct usvm_device *dev, void *addr, size_t len)
 		next = r ? r->end : va + USVM_PAGE_SIZE;
 		pthread_rwlock_unlock(&dev->svm.notifier_lock);
 		if (!ok) {
-			err = device_fault(dev, va, 0);
+			err = device_fault(dev, NULL, va, 0, 0);
 			if (err)
 				return err;
 			pthread_rwlock_rdlock(&dev->svm.notifier_lock);
