@@ -667,6 +667,11 @@ struct usvm_device_stats {
 	uint64_t atomics_elsewhere;    /* ... run in system/peer memory: the page kept
 					* being taken away (see usvm_dev_atomic_add_u64) */
 	uint64_t bytes_read, bytes_written;
+	/* Policy (see usvm_advise, and thrashing mitigation in usvm(3)). */
+	uint64_t advice_in_place;      /* device faults that mapped in place per advice */
+	uint64_t thrash_events;        /* blocks found thrashing */
+	uint64_t thrash_throttles, thrash_pins;
+	uint64_t thrash_bytes_kept;    /* bytes pinned blocks did not move */
 };
 
 int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *out);

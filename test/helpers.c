@@ -83,6 +83,11 @@ void test_init(const char *name, unsigned int timeout_s)
 
 	test_name = name;
 	setvbuf(stdout, NULL, _IONBF, 0);
+	/* The tests check the mechanism: where pages go is what they ask for.
+	 * Thrashing mitigation would pin a block a test moves back and forth
+	 * quickly, depending on how fast it ran; test/thrashing.c and whoever
+	 * sets USVM_THRASHING test it. */
+	setenv("USVM_THRASHING", "0", 0);
 	watchdog_s = (timeout_s ? timeout_s : 120) * watchdog_scale();
 	if (pthread_create(&th, NULL, watchdog, NULL) == 0)
 		pthread_detach(th);

@@ -34,6 +34,7 @@ struct totals {
 	uint64_t bytes;
 	uint64_t device_faults, mig_dev, bytes_dev, mig_ram, bytes_ram;
 	uint64_t by_cpu, evictions, evicted_bytes, other, thrash, cleared, workload_bytes;
+	uint64_t throttles, pins, kept, in_place; /* the policy layer's */
 };
 
 static double phases_time(const struct cli_run *r)
@@ -63,6 +64,10 @@ static void totals_of(const struct cli_run *r, const struct cli_snap *s, struct 
 		t->evictions += s->pm[d].evictions;
 		t->evicted_bytes += s->pm[d].evicted_bytes;
 		t->thrash += s->thrash[d];
+		t->throttles += s->dev[d].thrash_throttles;
+		t->pins += s->dev[d].thrash_pins;
+		t->kept += s->dev[d].thrash_bytes_kept;
+		t->in_place += s->dev[d].advice_in_place;
 		t->cleared += s->pm[d].pages_cleared;
 	}
 	t->other = t->mig_ram - t->by_cpu - t->evictions;
@@ -158,6 +163,20 @@ void report_table(struct cli_run *r, const struct cli_snap *s, FILE *f)
 	for (d = 0; d < r->ndev; d++)
 		fmt_count(dv[d], sizeof(dv[d]), s->thrash[d]);
 	row(f, "thrash events", fmt_count(tv, sizeof(tv), t.thrash), dp, r->ndev);
+	for (d = 0; d < r->ndev; d++)
+		snprintf(dv[d], sizeof(dv[d]), "%" PRIu64 " / %" PRIu64, s->dev[d].thrash_throttles,
+			 s->dev[d].thrash_pins);
+	snprintf(tv, sizeof(tv), "%" PRIu64 " / %" PRIu64, t.throttles, t.pins);
+	row(f, "  throttled / pinned", tv, dp, r->ndev);
+	for (d = 0; d < r->ndev; d++)
+		fmt_bytes(dv[d], sizeof(dv[d]), s->dev[d].thrash_bytes_kept);
+	row(f, "  kept in place by pins", fmt_bytes(tv, sizeof(tv), t.kept), dp, r->ndev);
+	if (t.in_place) {
+		for (d = 0; d < r->ndev; d++)
+			fmt_count(dv[d], sizeof(dv[d]), s->dev[d].advice_in_place);
+		row(f, "faults mapped in place (advice)", fmt_count(tv, sizeof(tv), t.in_place), dp,
+		    r->ndev);
+	}
 	for (d = 0; d < r->ndev; d++) {
 		char a[32], b[32];
 
@@ -214,6 +233,8 @@ static void json_dev(struct json *j, const struct usvm_device_stats *s)
 	U(migration_failures); U(ranges_created); U(ranges_removed); U(ranges_live);
 	U(invalidations); U(bytes_mapped_system); U(bytes_mapped_device); U(bytes_mapped_peer);
 	U(atomics); U(bytes_read); U(bytes_written);
+	U(advice_in_place); U(thrash_events); U(thrash_throttles); U(thrash_pins);
+	U(thrash_bytes_kept);
 #undef U
 	json_obj_end(j);
 }
@@ -280,6 +301,10 @@ void report_json(struct cli_run *r, const struct cli_snap *s, FILE *f)
 	json_u64(&j, "evicted_bytes", t.evicted_bytes);
 	json_u64(&j, "migrations_to_system_other", t.other);
 	json_u64(&j, "thrash_events", t.thrash);
+	json_u64(&j, "thrash_throttles", t.throttles);
+	json_u64(&j, "thrash_pins", t.pins);
+	json_u64(&j, "thrash_bytes_kept", t.kept);
+	json_u64(&j, "advice_in_place", t.in_place);
 	json_obj_end(&j);
 
 	json_mm(&j, &s->mm);

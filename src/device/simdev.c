@@ -34,6 +34,7 @@
 #include "device.h"
 #include "gpusvm/gpusvm.h"
 #include "migrate/migrate.h"
+#include "policy/thrash.h"
 
 #define FAULT_RETRY_LIMIT 256
 #define ATOMIC_DEVMEM_WAIT_NS 200000000ull
@@ -71,7 +72,9 @@ struct usvm_device {
 		_Atomic uint64_t migrations_requested, migration_failures;
 		_Atomic uint64_t bytes_mapped_system, bytes_mapped_device, bytes_mapped_peer;
 		_Atomic uint64_t atomics, atomics_elsewhere, bytes_read, bytes_written;
+		_Atomic uint64_t advice_in_place;
 	} st;
+	struct thrash_stats thrash;
 };
 
 /* Mappings whose protections a launch's worker has looked up. */
@@ -263,13 +266,6 @@ static struct usvm_pagemap *atomic_memory(struct usvm_device *dev)
 	return pm && !usvm_pagemap_unbound(pm) ? pm : NULL;
 }
 
-/* Where a fault migrates to: atomics to this device's own memory, other
- * accesses to the preferred pagemap (NULL: no migration). */
-static struct usvm_pagemap *migration_target(struct usvm_device *dev, int atomic)
-{
-	return atomic ? atomic_memory(dev) : dev_memory(dev);
-}
-
 /* Does every page of @r already sit in @target?  notifier_lock held. */
 static int range_in(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 		    struct usvm_pagemap *target)
@@ -300,9 +296,17 @@ static int entry_ok(struct usvm_device *dev, struct usvm_gpusvm_range *r, uintpt
 	return !atomic || !atomic_memory(dev) || e->proto == USVM_INTERCONNECT_DRIVER;
 }
 
-static int needs_migration(struct usvm_device *dev, struct usvm_gpusvm_range *r, int atomic)
+/* One fault's retry state. */
+struct fault_state {
+	int atomic;
+	int migrate_tries;              /* populate attempts left */
+	unsigned long timeslice;        /* doubled after a failed migration */
+};
+
+static int needs_migration(struct usvm_device *dev, struct usvm_gpusvm_range *r, int atomic,
+			   struct usvm_pagemap *target)
 {
-	if (!migration_target(dev, atomic) || !r->migrate_devmem)
+	if (!target || !r->migrate_devmem)
 		return 0;
 	if (atomic)
 		return 1;
@@ -313,12 +317,55 @@ static int needs_migration(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 	}
 }
 
-/* One fault's retry state. */
-struct fault_state {
-	int atomic;
-	int migrate_tries;              /* populate attempts left */
-	unsigned long timeslice;        /* doubled after a failed migration */
-};
+/*
+ * Where a non-atomic fault at @va migrates, per the program's advice
+ * (usvm_advise; CUDA's cudaMemAdvise): to a preferred location this device
+ * can map (system memory: nowhere); else nowhere if the device is in the
+ * accessed-by set (it maps the pages where they are); else to the device's
+ * preferred pagemap.  No block lock may be held (mm_advice_get).
+ * Return: the target with a reference (usvm_pagemap_put), or NULL.
+ */
+static struct usvm_pagemap *advised_target(struct usvm_device *dev, uintptr_t va)
+{
+	struct usvm_pagemap *target = dev_memory(dev), *p;
+	struct mm_advice a;
+	unsigned int i;
+
+	mm_advice_get(dev->mm, va, &a);
+	p = (struct usvm_pagemap *)a.preferred;
+	if (p == MM_LOC_SYSTEM)
+		target = NULL;
+	else if (p && (p == dev->pagemap || dev->peer_access))
+		target = usvm_pagemap_unbound(p) ? NULL : p;
+	for (i = 0; !p && i < a.naccessed; i++)
+		if (a.accessed_by[i] == dev)
+			target = NULL;
+	if (!target && dev_memory(dev))
+		STAT_ADD(dev->st.advice_in_place, 1);
+	usvm_pagemap_get(target);
+	mm_advice_put(&a);
+	return target;
+}
+
+/*
+ * Ask the thrashing tracker (policy/thrash.h) before migrating @r: 0 when
+ * its block is pinned (map in place), else 1; a throttled block's
+ * migration gets a longer timeslice, so its pages stay put a while.
+ */
+static int thrash_allows(struct usvm_device *dev, struct usvm_gpusvm_range *r,
+			 struct fault_state *f)
+{
+	switch (thrash_check(dev->mm, ALIGN_DOWN_UL(r->start, USVM_BLOCK_SIZE),
+			     r->end - r->start, usvm_now_ns(), &dev->thrash)) {
+	case THRASH_PINNED:
+		return 0;
+	case THRASH_THROTTLE:
+		f->timeslice = MAX_UL(f->timeslice, thrash_throttle_ms());
+		return 1;
+	default:
+		return 1;
+	}
+}
 
 static int range_valid_for(struct usvm_device *dev, struct usvm_gpusvm_range *r, uintptr_t va,
 			   int atomic)
@@ -338,30 +385,41 @@ static int range_valid_for(struct usvm_device *dev, struct usvm_gpusvm_range *r,
  * failed), else 0: a failed migration falls back to mapping system pages.
  */
 static int maybe_migrate(struct usvm_device *dev, struct usvm_gpusvm_range *r,
-			 struct fault_state *f)
+			 struct fault_state *f, uintptr_t va)
 {
-	struct usvm_pagemap *target = migration_target(dev, f->atomic);
-	int in_place, err;
+	struct usvm_pagemap *target;
+	int in_place, err, again = 0;
 
-	if (f->migrate_tries <= 0 || !needs_migration(dev, r, f->atomic))
+	if (f->migrate_tries <= 0)
 		return 0;
+	if (f->atomic) {
+		target = atomic_memory(dev);
+		usvm_pagemap_get(target);
+	} else {
+		target = advised_target(dev, va);
+	}
+	if (!needs_migration(dev, r, f->atomic, target))
+		goto out_put;
 	pthread_rwlock_rdlock(&dev->svm.notifier_lock);
 	in_place = range_in(dev, r, target);
 	pthread_rwlock_unlock(&dev->svm.notifier_lock);
-	if (in_place)
-		return 0;
+	if (in_place || (!f->atomic && !thrash_allows(dev, r, f)))
+		goto out_put;
 	f->migrate_tries--;
 	STAT_ADD(dev->st.migrations_requested, 1);
 	err = usvm_pagemap_populate_mm(target, (void *)r->start, (void *)r->end, dev->mm,
 				       f->timeslice);
 	r->skip_migrate = 1;
-	if (!err)
-		return 0;
-	/* CPU mappings may have changed, or memory is short: retry with a
-	 * longer timeslice; without devmem_only we fall back to system. */
-	STAT_ADD(dev->st.migration_failures, 1);
-	f->timeslice = MIN_UL(f->timeslice * 2, TIMESLICE_CAP_MS(dev));
-	return f->atomic && f->migrate_tries > 0;
+	if (err) {
+		/* CPU mappings may have changed, or memory is short: retry with a
+		 * longer timeslice; without devmem_only we fall back to system. */
+		STAT_ADD(dev->st.migration_failures, 1);
+		f->timeslice = MIN_UL(f->timeslice * 2, TIMESLICE_CAP_MS(dev));
+		again = f->atomic && f->migrate_tries > 0;
+	}
+out_put:
+	usvm_pagemap_put(target);
+	return again;
 }
 
 /* get_pages and bind.  0 (bound), 1 (start over) or a fatal -errno. */
@@ -441,7 +499,7 @@ static int device_fault(struct usvm_device *dev, struct usvm_kctx *ctx, uintptr_
 			err = 0; /* another thread served it already */
 			break;
 		}
-		if (maybe_migrate(dev, r, &f))
+		if (maybe_migrate(dev, r, &f, va))
 			continue;
 		err = map_range(dev, r, &f);
 		if (err != 1)
@@ -1085,6 +1143,7 @@ int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *o,
 	dev->timeslice_ms = o->timeslice_ms;
 	dev->threads = o->threads ? MIN_UL(o->threads, 16u) : 2;
 	dev->peer_access = o->peer_access;
+	thrash_configure(); /* the thrash_* options, as they are now */
 	err = usvm_gpusvm_init(&dev->svm, dev->name, mm, o->chunk_sizes, nchunks,
 			       o->notifier_size, NULL, dev);
 	if (err) {
@@ -1113,6 +1172,10 @@ void usvm_device_destroy(struct usvm_device *dev)
 	if (dev->pool.fork_gen == atomic_load(&usvm_fork_gen))
 		pool_stop(&dev->pool);
 	usvm_gpusvm_fini(&dev->svm);
+	/* It accesses nothing any more; an mm at this address later is
+	 * another address space: its blocks start without history. */
+	mm_advice_forget(dev->mm, dev);
+	thrash_forget_mm(dev->mm);
 	usvm_pagemap_put(dev->preferred);
 	usvm_pagemap_put(dev->pagemap);
 	mm_put(dev->mm);
@@ -1134,7 +1197,12 @@ int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *o)
 	C(migrations_requested); C(migration_failures);
 	C(bytes_mapped_system); C(bytes_mapped_device); C(bytes_mapped_peer);
 	C(atomics); C(atomics_elsewhere); C(bytes_read); C(bytes_written);
+	C(advice_in_place);
 #undef C
+	o->thrash_events = STAT_READ(dev->thrash.events);
+	o->thrash_throttles = STAT_READ(dev->thrash.throttles);
+	o->thrash_pins = STAT_READ(dev->thrash.pins);
+	o->thrash_bytes_kept = STAT_READ(dev->thrash.bytes_kept);
 	o->ranges_created = STAT_READ(dev->svm.ranges_created);
 	o->ranges_removed = STAT_READ(dev->svm.ranges_removed);
 	o->ranges_live = usvm_gpusvm_range_count(&dev->svm);

@@ -22,12 +22,25 @@ struct entry {
 static struct entry table[TABLE_SIZE];
 static pthread_mutex_t stripe[STRIPES];
 static atomic_uint npins;
+/* Re-read whenever a device is created (thrash_configure): atomics, as
+ * faults of other devices read them meanwhile. */
 static struct {
-	int on;
-	unsigned int threshold, max_pins;
-	uint64_t window_ns, pin_ns;
+	atomic_int on;
+	atomic_uint threshold, max_pins;
+	_Atomic uint64_t window_ns, pin_ns;
+	atomic_ulong throttle_ms;
 } cfg;
 static pthread_once_t cfg_once = PTHREAD_ONCE_INIT;
+
+static void cfg_read(void)
+{
+	atomic_store(&cfg.threshold, (unsigned int)usvm_option_ulong(USVM_OPT_THRASH_THRESHOLD));
+	atomic_store(&cfg.window_ns, usvm_option_ulong(USVM_OPT_THRASH_WINDOW_MS) * 1000000ull);
+	atomic_store(&cfg.pin_ns, usvm_option_ulong(USVM_OPT_THRASH_PIN_MS) * 1000000ull);
+	atomic_store(&cfg.max_pins, (unsigned int)usvm_option_ulong(USVM_OPT_THRASH_MAX_PINS));
+	atomic_store(&cfg.throttle_ms, usvm_option_ulong(USVM_OPT_THRASH_THROTTLE_MS));
+	atomic_store(&cfg.on, (int)usvm_option_ulong(USVM_OPT_THRASHING));
+}
 
 static void cfg_init(void)
 {
@@ -35,17 +48,25 @@ static void cfg_init(void)
 
 	for (i = 0; i < STRIPES; i++)
 		pthread_mutex_init(&stripe[i], NULL);
-	cfg.on = (int)usvm_option_ulong(USVM_OPT_THRASHING);
-	cfg.threshold = (unsigned int)usvm_option_ulong(USVM_OPT_THRASH_THRESHOLD);
-	cfg.window_ns = usvm_option_ulong(USVM_OPT_THRASH_WINDOW_MS) * 1000000ull;
-	cfg.pin_ns = usvm_option_ulong(USVM_OPT_THRASH_PIN_MS) * 1000000ull;
-	cfg.max_pins = (unsigned int)usvm_option_ulong(USVM_OPT_THRASH_MAX_PINS);
+	cfg_read();
+}
+
+void thrash_configure(void)
+{
+	pthread_once(&cfg_once, cfg_init);
+	cfg_read();
 }
 
 int thrash_enabled(void)
 {
 	pthread_once(&cfg_once, cfg_init);
-	return cfg.on;
+	return atomic_load(&cfg.on);
+}
+
+unsigned long thrash_throttle_ms(void)
+{
+	pthread_once(&cfg_once, cfg_init);
+	return atomic_load(&cfg.throttle_ms);
 }
 
 static size_t slot_of(const void *mm, uintptr_t block)
@@ -73,12 +94,13 @@ static struct entry *lookup(const void *mm, uintptr_t block)
 /* Record a migration at @now; non-zero when the block is thrashing. */
 static int note(struct entry *e, uint64_t now)
 {
-	unsigned int i, recent = 0;
+	unsigned int i, recent = 0, n = atomic_load(&cfg.threshold);
+	uint64_t window = atomic_load(&cfg.window_ns);
 
-	e->t[e->next++ % cfg.threshold] = now;
-	for (i = 0; i < cfg.threshold; i++)
-		recent += e->t[i] && now - e->t[i] <= cfg.window_ns;
-	if (recent < cfg.threshold)
+	e->t[e->next++ % n] = now;
+	for (i = 0; i < n; i++)
+		recent += e->t[i] && now - e->t[i] <= window;
+	if (recent < n)
 		return 0;
 	memset(e->t, 0, sizeof(e->t)); /* count afresh from here */
 	return 1;
@@ -89,9 +111,9 @@ static enum thrash_verdict escalate(struct entry *e, uint64_t now, uint64_t len,
 				    struct thrash_stats *st)
 {
 	if (e->level == THRASH_THROTTLE && now < e->until &&
-	    atomic_fetch_add(&npins, 1) < cfg.max_pins) {
+	    atomic_fetch_add(&npins, 1) < atomic_load(&cfg.max_pins)) {
 		e->level = THRASH_PINNED;
-		e->until = now + cfg.pin_ns;
+		e->until = now + atomic_load(&cfg.pin_ns);
 		STAT_ADD(st->pins, 1);
 		STAT_ADD(st->bytes_kept, len);
 		return THRASH_PINNED;
@@ -99,7 +121,7 @@ static enum thrash_verdict escalate(struct entry *e, uint64_t now, uint64_t len,
 	if (e->level == THRASH_THROTTLE && now < e->until)
 		atomic_fetch_sub(&npins, 1); /* no room: throttle once more */
 	e->level = THRASH_THROTTLE;
-	e->until = now + cfg.pin_ns;
+	e->until = now + atomic_load(&cfg.pin_ns);
 	STAT_ADD(st->throttles, 1);
 	return THRASH_THROTTLE;
 }
@@ -137,8 +159,7 @@ void thrash_forget_mm(const void *mm)
 {
 	size_t i;
 
-	if (!thrash_enabled())
-		return;
+	pthread_once(&cfg_once, cfg_init); /* kept whether on or off now */
 	for (i = 0; i < TABLE_SIZE; i++) {
 		pthread_mutex_t *lock = &stripe[i % STRIPES];
 

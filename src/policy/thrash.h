@@ -5,7 +5,7 @@
  * NVIDIA UVM's model, per 2 MiB block of an address space: every migration
  * a device fault asks for is noted with its time.  A block migrated
  * thrash_threshold times within thrash_window_ms is thrashing: the first
- * time it is throttled (its next migration gets a longer timeslice, so a
+ * time it is throttled (its migrations get a timeslice of thrash_throttle_ms, so a
  * CPU fault cannot take it straight back), and if it thrashes again while
  * throttled it is pinned for thrash_pin_ms: devices map it where it is
  * (system memory, in place) instead of migrating it.  Pins expire; at most
@@ -34,8 +34,12 @@ struct thrash_stats {
 	_Atomic uint64_t bytes_kept; /* bytes a pinned block did not move */
 };
 
-/* Is thrashing mitigation on (USVM_THRASHING, read once)? */
+/* (Re-)read the thrash_* options; whenever a device is created. */
+void thrash_configure(void);
+/* Is thrashing mitigation on (USVM_THRASHING)? */
 int thrash_enabled(void);
+/* The timeslice a throttled block's migration gets (thrash_throttle_ms). */
+unsigned long thrash_throttle_ms(void);
 /*
  * A device fault wants to migrate @len bytes of the block at @block of
  * address space @mm at @now_ns: note it and say what to do.  Counts into

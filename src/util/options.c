@@ -66,6 +66,9 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 		"how long a thrashing block stays throttled, then pinned", NULL, 1, 3600000 },
 	[USVM_OPT_THRASH_MAX_PINS] = { "thrash_max_pins", OPT_COUNT, "1024",
 		"blocks pinned at once, at most", NULL, 1, 4096 },
+	[USVM_OPT_THRASH_THROTTLE_MS] = { "thrash_throttle_ms", OPT_COUNT, "5",
+		"a throttled block's migration keeps its pages there this long (its timeslice): "
+		"short, as a CPU touch of them waits it out", NULL, 1, 60000 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
