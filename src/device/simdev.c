@@ -381,8 +381,10 @@ static int range_valid_for(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 /*
  * The migration policy (drm_gpusvm DOC example): populate the range into
  * the target pagemap if the policy wants it there and it is not there yet.
+ * Strict mode (USVM_STRICT) reports the migration, and at level 2 refuses it.
  * Returns 1 when the caller should start over (an atomic whose migration
- * failed), else 0: a failed migration falls back to mapping system pages.
+ * failed), -EACCES (refused: a fatal device fault), else 0: a failed
+ * migration falls back to mapping system pages.
  */
 static int maybe_migrate(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 			 struct fault_state *f, uintptr_t va)
@@ -405,6 +407,21 @@ static int maybe_migrate(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 	pthread_rwlock_unlock(&dev->svm.notifier_lock);
 	if (in_place || (!f->atomic && !thrash_allows(dev, r, f)))
 		goto out_put;
+	if (usvm_strict()) {
+		/* Atomics need the device's memory: reported, never refused. */
+		int refuse = usvm_strict() > 1 && !f->atomic;
+
+		usvm_strict_report("implicit migration -> %s of [%#lx, %#lx) (%lu KiB): a "
+				   "device %s fault of %s at %#lx%s", usvm_pagemap_name(target),
+				   (unsigned long)r->start, (unsigned long)r->end,
+				   (unsigned long)((r->end - r->start) >> 10),
+				   f->atomic ? "atomic" : "access", dev->name, (unsigned long)va,
+				   refuse ? "; refused (USVM_STRICT=2)" : "");
+		if (refuse) {
+			again = -EACCES;
+			goto out_put;
+		}
+	}
 	f->migrate_tries--;
 	STAT_ADD(dev->st.migrations_requested, 1);
 	err = usvm_pagemap_populate_mm(target, (void *)r->start, (void *)r->end, dev->mm,
@@ -499,7 +516,10 @@ static int device_fault(struct usvm_device *dev, struct usvm_kctx *ctx, uintptr_
 			err = 0; /* another thread served it already */
 			break;
 		}
-		if (maybe_migrate(dev, r, &f, va))
+		err = maybe_migrate(dev, r, &f, va);
+		if (err < 0)
+			break;
+		if (err)
 			continue;
 		err = map_range(dev, r, &f);
 		if (err != 1)

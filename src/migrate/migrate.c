@@ -9,6 +9,7 @@
  * UFFDIO_MOVE of whole pages, so a concurrent CPU write either lands before
  * the move and travels with the page, or faults and waits).
  */
+#include <inttypes.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,8 +100,15 @@ static void account_to_ram(struct devmem *dm, enum mm_migrate_cause why, uintptr
 	STAT_ADD(pm->core->st.migrations_to_ram, 1);
 	STAT_ADD(pm->core->st.bytes_to_ram, bytes);
 	STAT_ADD(pm->core->st.ns_to_ram, ns);
-	if (why == MM_MIGRATE_CPU_FAULT)
+	if (why == MM_MIGRATE_CPU_FAULT) {
 		STAT_ADD(pm->core->st.cpu_fault_migrations, 1);
+		if (usvm_strict())
+			usvm_strict_report("implicit migration %s -> system of [%#lx, %#lx) "
+					   "(%" PRIu64 " KiB): a CPU fault (or a device that "
+					   "cannot reach %s) touched it", pm->name,
+					   (unsigned long)addr, (unsigned long)(addr + bytes),
+					   bytes >> 10, pm->name);
+	}
 	if (why == MM_MIGRATE_EVICT || why == MM_MIGRATE_UNBIND) {
 		STAT_ADD(pm->core->st.evictions, 1);
 		STAT_ADD(pm->core->st.evicted_bytes, bytes);

@@ -69,6 +69,10 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 	[USVM_OPT_THRASH_THROTTLE_MS] = { "thrash_throttle_ms", OPT_COUNT, "5",
 		"a throttled block's migration keeps its pages there this long (its timeslice): "
 		"short, as a CPU touch of them waits it out", NULL, 1, 60000 },
+	[USVM_OPT_STRICT] = { "strict", OPT_COUNT, "0",
+		"report every implicit migration (CPU fault on device memory, device fault "
+		"that migrates) on stderr; 2: also fail such device faults (-EACCES)",
+		NULL, 0, 2 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
@@ -286,6 +290,27 @@ void usvm_log_at(int level, const char *fmt, ...)
 	va_end(ap);
 	if (n > 0)
 		fprintf(stderr, "usvm: %s\n", buf);
+}
+
+/* ---- strict mode ------------------------------------------------------------ */
+
+int usvm_strict(void)
+{
+	return (int)usvm_option_ulong(USVM_OPT_STRICT);
+}
+
+void usvm_strict_report(const char *fmt, ...)
+{
+	char buf[512];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof(buf), fmt, ap);
+	va_end(ap);
+	/* One write: lines of several threads do not interleave. */
+	if (n > 0)
+		fprintf(stderr, "usvm strict: %s\n", buf);
 }
 
 /* ---- backoff ------------------------------------------------------------------- */

@@ -32,6 +32,7 @@ enum usvm_option_id {
 	USVM_OPT_THRASH_PIN_MS,
 	USVM_OPT_THRASH_MAX_PINS,
 	USVM_OPT_THRASH_THROTTLE_MS,
+	USVM_OPT_STRICT,
 	USVM_OPT_NR
 };
 
@@ -45,5 +46,16 @@ __attribute__((format(printf, 2, 3)))
 void usvm_log_at(int level, const char *fmt, ...);
 #define usvm_log(fmt, ...) usvm_log_at(1, fmt, ##__VA_ARGS__)
 #define usvm_log2(fmt, ...) usvm_log_at(2, fmt, ##__VA_ARGS__)
+
+/*
+ * Strict mode (USVM_STRICT): 0 off; 1 report every implicit migration (a
+ * CPU fault on device memory, a device fault that migrates) on stderr; 2
+ * also fail device faults that would migrate (-EACCES).  A CPU fault is
+ * never failed: its data must reach the program.
+ */
+int usvm_strict(void);
+/* Report an implicit migration; every one is printed, none dropped. */
+__attribute__((format(printf, 1, 2)))
+void usvm_strict_report(const char *fmt, ...);
 
 #endif
