@@ -519,8 +519,10 @@ static int device_fault(struct usvm_device *dev, struct usvm_kctx *ctx, uintptr_
 		err = maybe_migrate(dev, r, &f, va);
 		if (err < 0)
 			break;
-		if (err)
+		if (err) {
+			err = -EBUSY; /* what is left if the retries run out */
 			continue;
+		}
 		err = map_range(dev, r, &f);
 		if (err != 1)
 			break;

@@ -333,7 +333,7 @@ static int snapshot_page(struct usvm_gpusvm_ctx *ctx, struct usvm_region *reg,
 		uint64_t retry_at = 0;
 
 		/* Another device's page: it comes home (after its timeslice). */
-		if (m->ops->migrate_to_ram(m, MM_MIGRATE_CPU_FAULT, &retry_at) < 0)
+		if (m->ops->migrate_to_ram(m, MM_MIGRATE_CPU_FAULT, va, &retry_at) < 0)
 			return -EAGAIN;
 	}
 	/* devmem_only: every page in the owner's memory, except arena pages

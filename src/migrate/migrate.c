@@ -117,6 +117,12 @@ static void account_to_ram(struct devmem *dm, enum mm_migrate_cause why, uintptr
 
 long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why)
 {
+	return migrate_devmem_span_to_ram(dm, why, 0, UINTPTR_MAX);
+}
+
+long migrate_devmem_span_to_ram(struct devmem *dm, enum mm_migrate_cause why, uintptr_t from,
+				uintptr_t to)
+{
 	unsigned long pfn[USVM_BLOCK_PAGES];
 	uintptr_t va[USVM_BLOCK_PAGES], lo = UINTPTR_MAX, hi = 0;
 	uint32_t idx[USVM_BLOCK_PAGES];
@@ -127,7 +133,7 @@ long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why)
 
 	mm_assert_block_locked(dm->mm, dm->block);
 	for (i = 0; i < dm->pub.npages; i++) {
-		if (!dm->va[i])
+		if (!dm->va[i] || dm->va[i] < from || dm->va[i] >= to)
 			continue;
 		pfn[n] = dm->pub.pfn[i];
 		va[n] = dm->va[i];
@@ -167,10 +173,11 @@ long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why)
 
 /* ---- what mm calls (dev_pagemap_ops) ------------------------------------------- */
 
-static long mmop_migrate_to_ram(struct mm_devmem *m, enum mm_migrate_cause why,
+static long mmop_migrate_to_ram(struct mm_devmem *m, enum mm_migrate_cause why, uintptr_t addr,
 				uint64_t *retry_at_ns)
 {
 	struct devmem *dm = to_devmem(m);
+	size_t chunk = dm->mm->migrate_back;
 
 	/* The kernel's __drm_pagemap_migrate_to_ram: no ping-pong within the
 	 * timeslice; eviction, unbind and teardown ignore it. */
@@ -179,6 +186,11 @@ static long mmop_migrate_to_ram(struct mm_devmem *m, enum mm_migrate_cause why,
 		*retry_at_ns = dm->timeslice_expire_ns;
 		return -EINPROGRESS;
 	}
+	/* Partial migrate-back (USVM_MIGRATE_BACK): the chunk around the
+	 * fault; the allocation keeps the rest, page by page. */
+	if (why == MM_MIGRATE_CPU_FAULT && addr && chunk)
+		return migrate_devmem_span_to_ram(dm, why, ALIGN_DOWN_UL(addr, chunk),
+						  ALIGN_DOWN_UL(addr, chunk) + chunk);
 	return migrate_devmem_to_ram(dm, why);
 }
 

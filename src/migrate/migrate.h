@@ -101,6 +101,9 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
  * without locks; nothing lost: pages not moved stay in device memory).
  */
 long migrate_devmem_to_ram(struct devmem *dm, enum mm_migrate_cause why);
+/* The same for the pages of @dm in [@from, @to) only. */
+long migrate_devmem_span_to_ram(struct devmem *dm, enum mm_migrate_cause why, uintptr_t from,
+				uintptr_t to);
 
 /* Evict @dm (takes its block lock).  Returns bytes moved or -errno. */
 long devmem_evict(struct devmem *dm, enum mm_migrate_cause why);

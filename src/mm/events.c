@@ -84,7 +84,7 @@ static int straddlers_home(struct usvm_mm *mm, struct usvm_region *r, uintptr_t 
 
 	mm_block_lock_acquire(mm, a);
 	while ((dm = dm_straddling(r, a, s, e, b))) {
-		err = dm->ops->migrate_to_ram(dm, MM_MIGRATE_RANGE, NULL);
+		err = dm->ops->migrate_to_ram(dm, MM_MIGRATE_RANGE, 0, NULL);
 		if (err < 0 && !usvm_backoff(&bo))
 			break;
 		err = 0;

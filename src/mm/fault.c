@@ -213,7 +213,7 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 		return 0;
 	}
 	classify(mm, m, FAULT_DEVMEM, 0);
-	ret = dm->ops->migrate_to_ram(dm, MM_MIGRATE_CPU_FAULT, &retry_at);
+	ret = dm->ops->migrate_to_ram(dm, MM_MIGRATE_CPU_FAULT, page, &retry_at);
 	classify(mm, m, FAULT_DEVMEM, ret == -EINPROGRESS);
 	if (ret >= 0) {
 		region_blk_set(r, page, MM_BLK_CPU);

@@ -238,7 +238,7 @@ static long block_to_ram(struct usvm_mm *mm, struct usvm_region *r, uintptr_t a,
 		struct usvm_page *pg = region_page(r, p);
 
 		if (pg->dm) {
-			long err = pg->dm->ops->migrate_to_ram(pg->dm, MM_MIGRATE_RANGE, NULL);
+			long err = pg->dm->ops->migrate_to_ram(pg->dm, MM_MIGRATE_RANGE, 0, NULL);
 
 			if (err < 0)
 				return err;
@@ -400,6 +400,9 @@ int usvm_mm_create(const struct usvm_mm_options *opts, struct usvm_mm **out)
 	mm->free_batch = usvm_option_size(USVM_OPT_FREE_BATCH);
 	mm->write_fill = ALIGN_DOWN_UL(usvm_option_size(USVM_OPT_WRITE_FILL), USVM_PAGE_SIZE);
 	mm->reader_spin_us = usvm_option_ulong(USVM_OPT_READER_SPIN_US);
+	mm->migrate_back = usvm_option_size(USVM_OPT_MIGRATE_BACK);
+	while (mm->migrate_back & (mm->migrate_back - 1))
+		mm->migrate_back &= mm->migrate_back - 1; /* a power of two */
 	nworkers = opts && opts->fault_threads ? opts->fault_threads
 					       : (unsigned)usvm_option_ulong(USVM_OPT_FAULT_THREADS);
 	nworkers = (unsigned)MIN_UL(MAX_UL(nworkers, 1u), USVM_MAX_FAULT_THREADS);

@@ -76,12 +76,14 @@ struct mm_devmem_ops {
 	 * Bring every live page of @dm back to system memory; the block lock
 	 * of its block is held.  For MM_MIGRATE_CPU_FAULT the allocation's
 	 * timeslice is honoured: inside it nothing moves, the return is
-	 * -EINPROGRESS and *@retry_at_ns says when to come back.
+	 * -EINPROGRESS and *@retry_at_ns says when to come back; and with
+	 * mm->migrate_back set only the chunk around @addr (the faulting
+	 * page) moves, the rest of @dm stays.
 	 * Return: bytes moved, -EAGAIN (the address space is changing: drop
 	 * the locks and retry), -EINPROGRESS, or -errno (nothing lost).
 	 */
 	long (*migrate_to_ram)(struct mm_devmem *dm, enum mm_migrate_cause why,
-			       uint64_t *retry_at_ns);
+			       uintptr_t addr, uint64_t *retry_at_ns);
 	/* The contents of page @idx are gone (free, MADV_DONTNEED, munmap). */
 	void (*drop_page)(struct mm_devmem *dm, uint32_t idx);
 	/*
@@ -303,6 +305,7 @@ struct usvm_mm {
 	size_t nfreed, cap_freed, freed_bytes;
 	size_t free_batch;          /* USVM_FREE_BATCH */
 	size_t write_fill;          /* USVM_WRITE_FILL */
+	size_t migrate_back;        /* USVM_MIGRATE_BACK: 0, or a power of two */
 	unsigned long reader_spin_us; /* USVM_READER_SPIN_US */
 
 	struct mm_dispatch d;

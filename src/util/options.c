@@ -73,6 +73,10 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 		"report every implicit migration (CPU fault on device memory, device fault "
 		"that migrates) on stderr; 2: also fail such device faults (-EACCES)",
 		NULL, 0, 2 },
+	[USVM_OPT_MIGRATE_BACK] = { "migrate_back", OPT_SIZE, "0",
+		"what a CPU fault on device memory brings back: 0 the whole device allocation "
+		"(as the kernel), or the aligned chunk of this size around the fault (a power "
+		"of two; the rest of the allocation stays)", NULL, 0, 2ul << 20 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
