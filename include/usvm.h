@@ -672,6 +672,8 @@ struct usvm_device_stats {
 	uint64_t thrash_events;        /* blocks found thrashing */
 	uint64_t thrash_throttles, thrash_pins;
 	uint64_t thrash_bytes_kept;    /* bytes pinned blocks did not move */
+	uint64_t density_prefetches;   /* faults that migrated their whole 2 MiB block */
+	uint64_t density_prefetch_bytes; /* ... bytes beyond the faulting range */
 };
 
 int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *out);

@@ -72,8 +72,9 @@ struct usvm_device {
 		_Atomic uint64_t migrations_requested, migration_failures;
 		_Atomic uint64_t bytes_mapped_system, bytes_mapped_device, bytes_mapped_peer;
 		_Atomic uint64_t atomics, atomics_elsewhere, bytes_read, bytes_written;
-		_Atomic uint64_t advice_in_place;
+		_Atomic uint64_t advice_in_place, density_prefetches, density_prefetch_bytes;
 	} st;
+	unsigned int prefetch_threshold;  /* USVM_PREFETCH_THRESHOLD, percent; 0: off */
 	struct thrash_stats thrash;
 };
 
@@ -246,6 +247,23 @@ static uintptr_t managed_until(struct usvm_mm *mm, uintptr_t va)
 	return end;
 }
 
+/* The 2 MiB block of @va clipped to its live region of @mm: 0, or -EFAULT. */
+static int block_in_region(struct usvm_mm *mm, uintptr_t va, uintptr_t *start, uintptr_t *end)
+{
+	struct usvm_region *r;
+	int err = -EFAULT;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	r = mm_region_find(mm, va);
+	if (r && !atomic_load(&r->dying) && !atomic_load(&r->gone)) {
+		*start = MAX_UL(r->start, ALIGN_DOWN_UL(va, USVM_BLOCK_SIZE));
+		*end = MIN_UL(r->end, ALIGN_DOWN_UL(va, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
+		err = 0;
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+	return err;
+}
+
 /* ---- the fault flow ------------------------------------------------------- */
 
 /* Device memory to migrate into, or NULL (none, or its pagemap is unbound:
@@ -379,6 +397,42 @@ static int range_valid_for(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 }
 
 /*
+ * Density prefetch (UVM's tree prefetch, one level): when this range and
+ * what already sits in @target would make prefetch_threshold percent of
+ * its 2 MiB block, migrate the whole block now, so the next faults there
+ * find their pages.  Return 1 when @r's pages are in @target now (the block
+ * was populated, or an earlier prefetch brought them), 0 when the caller
+ * should populate just @r.
+ */
+static int density_prefetch(struct usvm_device *dev, struct usvm_gpusvm_range *r,
+			    struct usvm_pagemap *target, unsigned long timeslice)
+{
+	uintptr_t start, end;
+	long before, after;
+
+	if (!dev->prefetch_threshold || r->end - r->start >= USVM_BLOCK_SIZE ||
+	    block_in_region(dev->mm, r->start, &start, &end) || end - start <= r->end - r->start)
+		return 0;
+	/* A range whose pages an earlier prefetch brought: nothing to move. */
+	if (usvm_resident_bytes(dev->mm, (void *)r->start, r->end - r->start, target) ==
+	    (long)(r->end - r->start))
+		return 1;
+	before = usvm_resident_bytes(dev->mm, (void *)start, end - start, target);
+	if (before < 0 || ((uint64_t)before + (r->end - r->start)) * 100 <
+			  (uint64_t)dev->prefetch_threshold * (end - start))
+		return 0;
+	if (usvm_pagemap_populate_mm(target, (void *)start, (void *)end, dev->mm, timeslice))
+		return 0; /* best effort: fall back to the range alone */
+	after = usvm_resident_bytes(dev->mm, (void *)start, end - start, target);
+	if (after > before + (long)(r->end - r->start)) {
+		STAT_ADD(dev->st.density_prefetches, 1);
+		STAT_ADD(dev->st.density_prefetch_bytes,
+			 (uint64_t)(after - before) - (r->end - r->start));
+	}
+	return 1;
+}
+
+/*
  * The migration policy (drm_gpusvm DOC example): populate the range into
  * the target pagemap if the policy wants it there and it is not there yet.
  * Strict mode (USVM_STRICT) reports the migration, and at level 2 refuses it.
@@ -424,6 +478,8 @@ static int maybe_migrate(struct usvm_device *dev, struct usvm_gpusvm_range *r,
 	}
 	f->migrate_tries--;
 	STAT_ADD(dev->st.migrations_requested, 1);
+	if (!f->atomic && density_prefetch(dev, r, target, f->timeslice))
+		goto out_put; /* the whole block is there now */
 	err = usvm_pagemap_populate_mm(target, (void *)r->start, (void *)r->end, dev->mm,
 				       f->timeslice);
 	r->skip_migrate = 1;
@@ -1166,6 +1222,7 @@ int usvm_device_create(struct usvm_mm *mm, const struct usvm_device_options *o,
 	dev->threads = o->threads ? MIN_UL(o->threads, 16u) : 2;
 	dev->peer_access = o->peer_access;
 	thrash_configure(); /* the thrash_* options, as they are now */
+	dev->prefetch_threshold = (unsigned int)usvm_option_ulong(USVM_OPT_PREFETCH_THRESHOLD);
 	err = usvm_gpusvm_init(&dev->svm, dev->name, mm, o->chunk_sizes, nchunks,
 			       o->notifier_size, NULL, dev);
 	if (err) {
@@ -1219,7 +1276,7 @@ int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *o)
 	C(migrations_requested); C(migration_failures);
 	C(bytes_mapped_system); C(bytes_mapped_device); C(bytes_mapped_peer);
 	C(atomics); C(atomics_elsewhere); C(bytes_read); C(bytes_written);
-	C(advice_in_place);
+	C(advice_in_place); C(density_prefetches); C(density_prefetch_bytes);
 #undef C
 	o->thrash_events = STAT_READ(dev->thrash.events);
 	o->thrash_throttles = STAT_READ(dev->thrash.throttles);

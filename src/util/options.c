@@ -77,6 +77,10 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 		"what a CPU fault on device memory brings back: 0 the whole device allocation "
 		"(as the kernel), or the aligned chunk of this size around the fault (a power "
 		"of two; the rest of the allocation stays)", NULL, 0, 2ul << 20 },
+	[USVM_OPT_PREFETCH_THRESHOLD] = { "prefetch_threshold", OPT_COUNT, "51",
+		"density prefetch: a device fault whose range would make this percentage of its "
+		"2 MiB block resident in the target migrates the whole block (0: off)",
+		NULL, 0, 100 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
