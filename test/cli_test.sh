@@ -92,7 +92,7 @@ usage_case "no command" "usage"
 usage_case "unknown command" "unknown command" frobnicate
 usage_case "unknown top option" "unknown option" --frobnicate
 usage_case "no workload" "stream" run
-usage_case "unknown workload" "valid workloads:.*stream.*stencil.*random.*pingpong.*oversubscribe" run nosuch
+usage_case "unknown workload" "valid workloads:.*stream.*stencil.*random.*pingpong.*oversubscribe.*thrash.*pipeline" run nosuch
 usage_case "size no parse" "not a size" run stream --size 12Q
 usage_case "size letters" "not a size" run stream --size abc
 usage_case "size zero" "greater than 0" run stream --size 0
@@ -123,6 +123,20 @@ usage_case "trace top missing" "needs a value" trace x.json --top
 usage_case "trace extra arg" "unexpected argument 'y.json'" trace x.json y.json
 usage_case "trace json value" "takes no value" trace x.json --json=yes
 usage_case "trace plot dir" "cannot create it" trace x.json --plot /nonexistent-dir/x.svg
+# --advise and --prefetch: each bad spec says what is wrong.
+usage_case "advise unknown kind" "unknown advice 'bogus'" run stream --advise bogus
+usage_case "advise no location" "needs a location" run stream --advise preferred
+usage_case "advise bad location" "'gpu' is not a location" run stream --advise preferred=gpu
+usage_case "advise accessed-by system" "'system' is not a device" run stream --advise accessed-by=system
+usage_case "advise location not taken" "takes no location" run stream --advise read-mostly=dev0
+usage_case "advise unknown buffer" "no buffer 'x' (its buffers: a b)" run stream --advise x:preferred=dev0
+usage_case "advise empty buffer" "not a buffer name" run stream --advise :preferred=dev0
+usage_case "advise no such device" "no device dev1" run stream --advise preferred=dev1
+usage_case "advise in a list" "unknown advice 'nope'" run stream --advise preferred=dev0,nope
+usage_case "advise missing" "needs a value" run stream --advise
+usage_case "advise empty" "empty" run stream --advise=
+usage_case "prefetch where" "use both, device, devN or system" run stream --prefetch=somewhere
+usage_case "prefetch no such device" "no such device" run stream --prefetch=dev2 --devices 2
 # Messages name the command used and the value given (issue #11).
 usage_case "demo extra arg names demo" "usvm demo: unexpected argument" demo bogus
 usage_case "size 4095 said as given" "size 4095 is too small" run stream --size 4095
@@ -173,7 +187,7 @@ EOF
 fi
 
 # ---- every workload verifies at a small size -----------------------------
-W="stream stencil random pingpong oversubscribe"
+W="stream stencil random pingpong oversubscribe thrash pipeline"
 for w in $W; do
 	run_case "run $w" 0 "$USVM" run "$w" --size 4M --no-progress &&
 		{ grep -q "^verified" "$TMP/out" && ok || bad "run $w: no 'verified' line"; }
@@ -191,6 +205,37 @@ run_case "run random --policy once, 3 devices" 0 "$USVM" run random --size 2M --
 run_case "run oversubscribe 4x" 0 "$USVM" run oversubscribe --size 8M --device-mem 2M -q
 run_case "run pingpong 1 device" 0 "$USVM" run pingpong --size 2M --devices 1 -q
 run_case "run stream odd size" 0 "$USVM" run stream --size 1000K -q
+for w in thrash pipeline; do
+	run_case "run $w odd size" 0 "$USVM" run "$w" --size 1000K -q
+	run_case "run $w 3 devices --prefetch" 0 "$USVM" run "$w" --size 4M --devices 3 --prefetch -q
+	run_case "run $w oversubscribed --prefetch" 0 "$USVM" run "$w" --size 8M --device-mem 2M \
+		--prefetch -q
+done
+# Every --prefetch form and --advise kind runs and verifies, on every workload.
+for w in $W; do
+	run_case "run $w --prefetch" 0 "$USVM" run "$w" --size 2M --iterations 2 --prefetch -q
+done
+for args in "--prefetch=device" "--prefetch=system" "--prefetch=both" "--prefetch=dev1" \
+	    "--advise preferred=system" "--advise preferred=dev1" \
+	    "--advise accessed-by=dev0 --advise buf:accessed-by=dev1" \
+	    "--advise preferred=dev0,unset-preferred,accessed-by=dev1,unset-accessed-by=dev1"; do
+	# shellcheck disable=SC2086
+	run_case "run pingpong $args" 0 "$USVM" run pingpong --size 2M --iterations 2 $args -q
+done
+run_case "run stream --advise said" 0 "$USVM" run stream --size 2M --advise a:preferred=system \
+	--prefetch && {
+	grep -q "advise: a:preferred=system" "$TMP/out" && grep -q "prefetch: into each device" "$TMP/out" &&
+		grep -q "prefetched (--prefetch)" "$TMP/out" && ok ||
+		bad "run stream --advise --prefetch: not said: $(head -c 300 "$TMP/out")"
+}
+run_case "run thrash explains" 0 "$USVM" run thrash --size 2M && {
+	grep -q "What happened" "$TMP/out" && grep -q "^verified" "$TMP/out" && ok ||
+		bad "run thrash: no explanation"
+}
+run_case "run pipeline explains" 0 "$USVM" run pipeline --size 4M --prefetch && {
+	grep -q "by prefetch" "$TMP/out" && grep -q "^verified" "$TMP/out" && ok ||
+		bad "run pipeline: no explanation"
+}
 run_case "demo" 0 "$USVM" demo --size 2M && {
 	grep -q "What happened" "$TMP/out" && ok || bad "demo: no explanation"
 }
@@ -239,6 +284,13 @@ eq("pages_cleared", t["pages_cleared"], S(lambda x: x["pagemap"]["pages_cleared"
 eq("thrash_events", t["thrash_events"], S(lambda x: x["thrash_events"]), P("thrash_events"))
 for p in ph:
     eq("resident_after phase %d" % p["index"], sum(p["resident_after"].values()), t["workload_bytes"])
+eq("prefetch_bytes_to_device", t["prefetch_bytes_to_device"], P("prefetch_bytes_to_device"))
+eq("prefetch_bytes_to_system", t["prefetch_bytes_to_system"], P("prefetch_bytes_to_system"))
+eq("moved by prefetch + on demand", t["bytes_moved_by_prefetch"] + t["bytes_moved_on_demand"],
+   t["bytes_to_device"] + t["bytes_to_system"])
+eq("thrash_pins", t["thrash_pins"], S(lambda x: x["device"]["thrash_pins"]))
+eq("thrash_throttles", t["thrash_throttles"], S(lambda x: x["device"]["thrash_throttles"]))
+eq("advice_in_place", t["advice_in_place"], S(lambda x: x["device"]["advice_in_place"]))
 if t["time_s"] <= 0 or t["bytes_processed"] <= 0:
     errs.append("time or bytes_processed not positive")
 exec(sys.argv[2])
@@ -272,6 +324,62 @@ if [ -n "$PY" ]; then
 	json_case "random" 'eq("devices fault and migrate", t["device_faults"] > 0 and t["bytes_to_device"] > 0, True)' \
 		random --size 4M --devices 2
 	json_case "stencil" '' stencil --size 4M --chunks 64K,4K --timeslice 1
+
+	# --advise: a stays in system memory, the device maps b where it is.
+	json_case "stream --advise" 'eq("nothing moves", t["bytes_to_device"] + t["bytes_to_system"], 0); eq("in place", t["advice_in_place"] > 0, True); eq("config", ",".join(d["config"]["advise"]), "a:preferred=system,b:accessed-by=dev0"); eq("no prefetch", d["config"]["prefetch"], None)' \
+		stream --size 4M --advise a:preferred=system --advise b:accessed-by=dev0
+	json_case "thrash --advise preferred=system" 'eq("nothing moves", t["bytes_to_device"] + t["bytes_to_system"], 0); eq("no pins needed", t["thrash_pins"], 0)' \
+		thrash --size 4M --iterations 8 --advise preferred=system
+	# --prefetch: the device phase's data moves by prefetch, not by faults.
+	# (Not exactly all of it: a stale CPU fault message, served late, may
+	# take a prefetched page back; the device then faults it in again.)
+	json_case "stream --prefetch" 'eq("prefetched", t["prefetch_calls"] > 0 and t["bytes_moved_by_prefetch"] > 0, True); eq("a and b prefetched", t["prefetch_bytes_to_device"] >= d["config"]["size"], True); eq("config", d["config"]["prefetch"], "both")' \
+		stream --size 4M --prefetch
+	json_case "stream --prefetch=system" 'eq("only to system", t["prefetch_bytes_to_device"], 0); eq("config", d["config"]["prefetch"], "system")' \
+		stream --size 4M --prefetch=system
+	json_case "stencil --prefetch=dev1" 'eq("config", d["config"]["prefetch"], "dev1"); eq("dev1 only", t["prefetch_bytes_to_device"] <= devs[1]["pagemap"]["bytes_to_dev"], True)' \
+		stencil --size 4M --devices 2 --iterations 2 --prefetch=dev1
+	# pipeline: 2 MiB chunks; without --prefetch everything moves on demand,
+	# with it (nearly) everything moves by prefetch; out (advised
+	# preferred=system) is read in place and never prefetched to a device.
+	json_case "pipeline" 'eq("on demand", t["bytes_moved_by_prefetch"], t["prefetch_calls"], 0); eq("moved", t["bytes_moved_on_demand"] > 0, True); eq("out in place", t["advice_in_place"] > 0, True)' \
+		pipeline --size 8M
+	cp "$TMP/j.json" "$TMP/pipe_off.json"
+	json_case "pipeline --prefetch" 'eq("by prefetch", t["bytes_moved_on_demand"] * 4 <= t["bytes_moved_by_prefetch"], True); eq("moved", t["bytes_moved_by_prefetch"] > 0, True); eq("out skipped", t["prefetch_skipped"] > 0, True); eq("no failures", t["prefetch_failed"], 0); eq("out in place", t["advice_in_place"] > 0, True)' \
+		pipeline --size 8M --prefetch
+	cp "$TMP/j.json" "$TMP/pipe_on.json"
+	"$PY" - "$TMP/pipe_off.json" "$TMP/pipe_on.json" <<'EOF' && ok || bad "pipeline: --prefetch moves other bytes than faults do"
+import json, sys
+a, b = (json.load(open(f))["totals"] for f in sys.argv[1:3])
+assert b["cpu_faults_devmem"] < a["cpu_faults_devmem"], (a["cpu_faults_devmem"], b["cpu_faults_devmem"])
+EOF
+
+	# thrash: mitigation on (the default) moves at least 5x fewer bytes than
+	# USVM_THRASHING=0, by pinning; counts, not timing: a window and pin time
+	# no run outlasts.
+	for m in 0 1; do
+		rm -f "$TMP/thrash$m.json"
+		run_case "json thrash USVM_THRASHING=$m" 0 env USVM_THRASHING=$m USVM_THRASH_WINDOW_MS=1000000 \
+			USVM_THRASH_PIN_MS=1000000 "$USVM" run thrash --size 4M --json || continue
+		cp "$TMP/out" "$TMP/thrash$m.json"
+		if msg=$(check_json "$TMP/thrash$m.json" '' 2>&1); then
+			ok
+		else
+			bad "json thrash USVM_THRASHING=$m: $msg"
+		fi
+	done
+	if [ -s "$TMP/thrash0.json" ] && [ -s "$TMP/thrash1.json" ]; then
+		"$PY" - "$TMP/thrash0.json" "$TMP/thrash1.json" <<'EOF' && ok || bad "thrash: mitigation does not show"
+import json, sys
+off, on = (json.load(open(f))["totals"] for f in sys.argv[1:3])
+mv = lambda t: t["bytes_to_device"] + t["bytes_to_system"]
+assert mv(on) * 5 <= mv(off), ("moved", mv(on), mv(off))
+assert on["thrash_pins"] > 0 and on["thrash_throttles"] > 0 and on["thrash_bytes_kept"] > 0, on
+assert off["thrash_pins"] == off["thrash_throttles"] == off["thrash_bytes_kept"] == 0, off
+# 40 rounds: off moves every block both ways (nearly) every round.
+assert off["bytes_to_device"] >= 20 * (4 << 20) and off["bytes_to_system"] >= 20 * (4 << 20), off
+EOF
+	fi
 
 	# info and bench JSON
 	run_case "info --json" 0 "$USVM" info --json &&

@@ -64,6 +64,90 @@ int cli_parse_chunks(const char *s, size_t chunks[4], char *err, size_t errlen)
 	return 0;
 }
 
+/* "dev3" -> 3; -1 when not a device name. */
+static int parse_devname(const char *s)
+{
+	unsigned long n;
+
+	if (strncmp(s, "dev", 3) || cli_parse_ulong(s + 3, &n) || n >= CLI_MAX_DEVICES)
+		return -1;
+	return (int)n;
+}
+
+int cli_parse_advice(const char *s, struct cli_advice *a, char *err, size_t errlen)
+{
+	static const struct {
+		const char *name;
+		enum usvm_advice advice;
+		int loc;        /* 0 none, 1 system or devN, 2 devN */
+	} kinds[] = {
+		{ "preferred", USVM_ADVISE_PREFERRED_LOCATION, 1 },
+		{ "unset-preferred", USVM_ADVISE_UNSET_PREFERRED_LOCATION, 0 },
+		{ "accessed-by", USVM_ADVISE_ACCESSED_BY, 2 },
+		{ "unset-accessed-by", USVM_ADVISE_UNSET_ACCESSED_BY, 2 },
+		{ "read-mostly", USVM_ADVISE_READ_MOSTLY, 0 },
+		{ "unset-read-mostly", USVM_ADVISE_UNSET_READ_MOSTLY, 0 },
+	};
+	char buf[64], *kind, *loc, *colon;
+	unsigned i;
+
+	memset(a, 0, sizeof(*a));
+	if (strlen(s) >= sizeof(buf)) {
+		snprintf(err, errlen, "too long");
+		return -EINVAL;
+	}
+	strcpy(a->text, s);
+	strcpy(buf, s);
+	kind = buf;
+	colon = strchr(buf, ':');
+	if (colon) {
+		*colon = 0;
+		kind = colon + 1;
+		if (!*buf || strlen(buf) >= sizeof(a->buf)) {
+			snprintf(err, errlen, "'%s' is not a buffer name", buf);
+			return -EINVAL;
+		}
+		strcpy(a->buf, buf);
+	}
+	loc = strchr(kind, '=');
+	if (loc)
+		*loc++ = 0;
+	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+		if (!strcmp(kind, kinds[i].name))
+			break;
+	if (i == sizeof(kinds) / sizeof(kinds[0])) {
+		snprintf(err, errlen, "unknown advice '%s' (preferred=LOC, accessed-by=devN, "
+			 "read-mostly, or unset-... of them)", kind);
+		return -EINVAL;
+	}
+	a->advice = kinds[i].advice;
+	a->dev = -2;
+	if (!kinds[i].loc) {
+		if (loc) {
+			snprintf(err, errlen, "%s takes no location", kind);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!loc || !*loc) {
+		snprintf(err, errlen, "%s needs a location: %s=%s", kind, kind,
+			 kinds[i].loc == 1 ? "system or devN" : "devN");
+		return -EINVAL;
+	}
+	if (kinds[i].loc == 1 && !strcmp(loc, "system")) {
+		a->dev = -1;
+		return 0;
+	}
+	a->dev = parse_devname(loc);
+	if (a->dev < 0) {
+		snprintf(err, errlen, "'%s' is not a %s (dev0 ... dev%d)", loc,
+			 kinds[i].loc == 1 ? "location: system or a device" : "device",
+			 CLI_MAX_DEVICES - 1);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 const char run_help[] =
 "Usage: usvm run WORKLOAD [options]\n"
 "\n"
@@ -80,11 +164,21 @@ const char run_help[] =
 "                 by default; with --devices 1 only CPU <-> dev0).\n"
 "  oversubscribe  device sweeps over a working set 3x the device memory\n"
 "                 (capacity evictions).\n"
+"  thrash         the CPU and the device take turns on the same 2 MiB blocks\n"
+"                 (each touches 16 KiB of every block per round, 40 rounds):\n"
+"                 without thrashing mitigation (USVM_THRASHING=0) every block\n"
+"                 migrates both ways every round; with it, blocks are throttled,\n"
+"                 then pinned in system memory and the device maps them there.\n"
+"  pipeline       a device produces buffer 'in' chunk by chunk while the CPU\n"
+"                 consumes the previous chunk into 'out' (advised\n"
+"                 preferred=system; a device pass then reads it in place);\n"
+"                 with --prefetch each chunk is prefetched ahead of its use:\n"
+"                 reports bytes moved by prefetch and by faults.\n"
 "\n"
 "Options:\n"
 "  --size SIZE          working set: total bytes of the workload's buffers\n"
-"                       (default 64M; stencil, random, pingpong 32M;\n"
-"                       suffixes K, M, G)\n"
+"                       (default 64M; stencil, random, pingpong, pipeline\n"
+"                       32M; thrash 16M; suffixes K, M, G)\n"
 "  --device-mem SIZE    device memory per simulated device (default: twice the\n"
 "                       working set; oversubscribe: a third of it)\n"
 "  --devices N          simulated devices, 1-8 (default 1; pingpong 2)\n"
@@ -94,10 +188,28 @@ const char run_help[] =
 "                       (default 2M,64K,4K)\n"
 "  --policy P           device-fault migration: always (default), once, never\n"
 "  --iterations N       iterations (default: stream 1, stencil 10, random 8,\n"
-"                       pingpong 4, oversubscribe 3)\n"
+"                       pingpong 4, oversubscribe 3, thrash 40, pipeline 4)\n"
 "  --seed N             seed for data patterns and random choices (default 1)\n"
 "  --threads N          CPU threads for CPU phases (default: CPUs, at most 4)\n"
 "  --device-threads N   worker threads per simulated device (default 2)\n"
+"  --advise SPEC        usvm_advise() the workload's buffers before its first\n"
+"                       phase (after its own advice); repeatable, or a comma\n"
+"                       list.  SPEC is [BUF:]KIND[=LOC]: KIND preferred=system,\n"
+"                       preferred=devN (devN's memory), accessed-by=devN,\n"
+"                       read-mostly, unset-preferred, unset-accessed-by=devN,\n"
+"                       unset-read-mostly; BUF one buffer (stream a b, stencil\n"
+"                       u v, pipeline in out, others buf), else all of them.\n"
+"                       Example: --advise a:preferred=dev0,b:accessed-by=dev0\n"
+"  --prefetch[=WHERE]   usvm_prefetch() what a phase uses before it runs: before\n"
+"                       a device phase into that device's memory (the buffers\n"
+"                       split between its devices as the work is), before a CPU\n"
+"                       phase back to system memory.  WHERE: both (default),\n"
+"                       device, devN (only phases of devN), system.  A range\n"
+"                       advised preferred elsewhere is left alone; a failed\n"
+"                       prefetch is counted, not fatal.  Phases that mix CPU\n"
+"                       and devices (random) prefetch nothing; stencil and\n"
+"                       pipeline prefetch only the parts each side uses, the\n"
+"                       others whole buffers.\n"
 "  --json               print one JSON object on stdout instead of the text\n"
 "  --plot FILE.svg      sample residency and faults over time, write an SVG\n"
 "  --sample-ms MS       sampler interval (default 5)\n"
@@ -126,6 +238,11 @@ const char run_help[] =
 "                       round trips inside one sampler interval are missed: a\n"
 "                       lower bound.\n"
 "  throughput           bytes the workload read or wrote / time of its phases\n"
+"  throttled / pinned   thrashing mitigation (USVM_THRASHING, usvm(3)): blocks\n"
+"                       throttled and pinned by device faults, bytes kept in\n"
+"                       place by pins; faults mapped in place per advice\n"
+"  prefetched           --prefetch: calls, bytes migrated while they ran (each\n"
+"                       way); 'moved on demand' is the rest (faults, evictions)\n"
 "  --json totals        the sums of the per-device and per-phase values, and\n"
 "                       equal to the address space's counters (see usvm(1))\n"
 "\n"
@@ -133,7 +250,10 @@ const char run_help[] =
 "Examples:\n"
 "  usvm run stream\n"
 "  usvm run stencil --chunks 64K,4K --timeslice 2 --plot stencil.svg\n"
-"  usvm run pingpong --devices 2 --json | python3 -m json.tool\n";
+"  usvm run pingpong --devices 2 --json | python3 -m json.tool\n"
+"  USVM_THRASHING=0 usvm run thrash; usvm run thrash\n"
+"  usvm run pipeline --prefetch\n"
+"  usvm run thrash --advise preferred=system\n";
 
 static int want_arg(const char *cmd, const char *opt, const char *val)
 {
@@ -177,6 +297,7 @@ void run_opts_defaults(struct run_opts *o, const char *cmd)
 	o->progress = -1;
 	o->sample_ms = 5;
 	o->policy = USVM_POLICY_ALWAYS;
+	o->prefetch_dev = -1;
 }
 
 int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload)
@@ -284,6 +405,42 @@ int parse_run_args(int argc, char **argv, struct run_opts *o, int need_workload)
 			if (!*val)
 				rc = usage_error(o->cmd, "--trace needs a file name");
 			o->trace = val;
+		} else if (!strcmp(opt, "--advise")) {
+			char buf[256], *tok, *save = NULL, err[160];
+
+			TAKE();
+			if (want_arg(o->cmd, opt, val))
+				return EXIT_USAGE;
+			if (!*val || strlen(val) >= sizeof(buf))
+				return usage_error(o->cmd, "--advise '%s': %s", val,
+						   *val ? "too long" : "empty (example: preferred=dev0)");
+			strcpy(buf, val);
+			for (tok = strtok_r(buf, ",", &save); tok && !rc;
+			     tok = strtok_r(NULL, ",", &save)) {
+				if (o->nadvice == CLI_MAX_ADVICE)
+					rc = usage_error(o->cmd, "--advise: at most %d items",
+							 CLI_MAX_ADVICE);
+				else if (cli_parse_advice(tok, &o->advice[o->nadvice], err,
+							  sizeof(err)))
+					rc = usage_error(o->cmd, "--advise '%s': %s", tok, err);
+				else
+					o->nadvice++;
+			}
+		} else if (!strcmp(opt, "--prefetch")) {
+			/* The value only after '=': a plain --prefetch is a flag. */
+			if (!eq || !strcmp(val, "both")) {
+				o->prefetch = CLI_PREFETCH_DEVICE | CLI_PREFETCH_SYSTEM;
+			} else if (!strcmp(val, "device")) {
+				o->prefetch = CLI_PREFETCH_DEVICE;
+			} else if (!strcmp(val, "system")) {
+				o->prefetch = CLI_PREFETCH_SYSTEM;
+			} else if (parse_devname(val) >= 0) {
+				o->prefetch = CLI_PREFETCH_DEVICE;
+				o->prefetch_dev = parse_devname(val);
+			} else {
+				rc = usage_error(o->cmd, "--prefetch=%s: use both, device, devN or "
+						 "system", val);
+			}
 		} else if (!strcmp(opt, "--json")) {
 			FLAG();
 			o->json = 1;

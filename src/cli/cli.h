@@ -7,7 +7,7 @@
  *   args.c      option parsing (sizes, numbers, chunk lists) and `run` options
  *   run.c       the run environment: mm, simulated devices, phases, helpers
  *   workloads.c the built-in workloads (stream, stencil, random, pingpong,
- *               oversubscribe)
+ *               oversubscribe, thrash, pipeline)
  *   monitor.c   the sampler thread (residency, faults, thrash) and progress bar
  *   report.c    summary table and JSON report
  *   json.c      a tiny JSON writer
@@ -88,6 +88,20 @@ int cli_parse_ulong(const char *s, unsigned long *out);
 /* "2M,64K,4K" into chunks[4]; returns 0 or fills @err with the reason. */
 int cli_parse_chunks(const char *s, size_t chunks[4], char *err, size_t errlen);
 
+/* One --advise item: [BUF:]KIND[=LOCATION]. */
+#define CLI_MAX_ADVICE 16
+struct cli_advice {
+	char text[64];               /* as given, for messages and --json */
+	char buf[16];                /* "" = every buffer of the workload */
+	enum usvm_advice advice;
+	int dev;                     /* location: device index, -1 system, -2 none */
+};
+/* Parse one --advise item; 0 or fills @err. */
+int cli_parse_advice(const char *s, struct cli_advice *a, char *err, size_t errlen);
+
+#define CLI_PREFETCH_DEVICE 1        /* before device phases, to their memory */
+#define CLI_PREFETCH_SYSTEM 2        /* before CPU phases, to system memory */
+
 struct run_opts {
 	const char *cmd;             /* "run" or "demo", for messages */
 	const char *workload;
@@ -107,6 +121,10 @@ struct run_opts {
 	const char *plot;
 	const char *trace;          /* --trace FILE */
 	unsigned sample_ms;
+	struct cli_advice advice[CLI_MAX_ADVICE];   /* --advise */
+	unsigned nadvice;
+	int prefetch;                /* --prefetch: CLI_PREFETCH_* bits */
+	int prefetch_dev;            /* --prefetch=devN: only phases of devN (-1: any) */
 };
 
 extern const char run_help[];
@@ -120,6 +138,15 @@ struct cli_snap {
 	struct usvm_pagemap_stats pm[CLI_MAX_DEVICES];
 	struct usvm_device_stats dev[CLI_MAX_DEVICES];
 	uint64_t thrash[CLI_MAX_DEVICES];
+	/* --prefetch, counted by the CLI (the library has no prefetch counter):
+	 * bytes migrated while its usvm_prefetch() calls ran, each way. */
+	struct cli_pf {
+		uint64_t calls;      /* usvm_prefetch calls */
+		uint64_t bytes;      /* bytes asked for by the calls that succeeded */
+		uint64_t to_dev, to_sys; /* bytes migrated during the calls */
+		uint64_t failed;     /* calls that failed (a hint: the run goes on) */
+		uint64_t skipped;    /* ranges left alone: advised preferred elsewhere */
+	} pf;
 };
 
 struct cli_phase {
@@ -152,6 +179,13 @@ struct cli_run {
 
 	struct cli_buf bufs[CLI_MAX_BUFS];
 	unsigned nbufs;
+	int advised;                     /* --advise applied (at the first phase) */
+
+	/* --prefetch: the counters (main thread only) and the parts of the
+	 * buffers the next run_cpu/run_devices uses (none declared: all). */
+	struct cli_pf pf;
+	struct { void *p; size_t len; } uses[CLI_MAX_BUFS * 2];
+	unsigned nuses;
 
 	struct monitor *mon;
 	_Atomic uint64_t t_start_ns;     /* 0 until the first phase begins */
@@ -187,6 +221,19 @@ void *run_alloc(struct cli_run *r, const char *name, size_t len);
 
 void phase_begin(struct cli_run *r, const char *actor, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+/*
+ * --prefetch: [p, p+len) is used by the phase just begun (cleared by
+ * phase_begin); run_cpu and run_devices prefetch what was declared, or every
+ * workload buffer when nothing was.
+ */
+void phase_uses(struct cli_run *r, void *p, size_t len);
+/*
+ * --prefetch, explicitly (run_mixed does not prefetch): [p, p+len) into the
+ * memory of the devices in @mask, split evenly as run_devices splits its
+ * index range; @mask 0: to system memory.  Nothing without --prefetch (or
+ * that direction of it).  A range advised preferred=elsewhere is skipped.
+ */
+void run_prefetch(struct cli_run *r, unsigned mask, void *p, size_t len);
 int phase_end(struct cli_run *r);
 
 /* CPU phase helper: fn over [0, n) split in contiguous parts on the CPU threads. */
@@ -228,9 +275,12 @@ struct workload {
 	unsigned default_devices;
 	unsigned default_iterations;
 	size_t default_size;
+	const char *buffers;     /* the names it gives run_alloc, space separated */
 	/* Default device memory per device for this working set. */
 	size_t (*default_dev_mem)(size_t size, unsigned ndev);
 	int (*run)(struct cli_run *r);
+	/* Optional: "What happened", after the phase lines (not with -q/--json). */
+	void (*explain)(struct cli_run *r);
 };
 extern const struct workload cli_workloads[];
 extern const unsigned cli_nworkloads;

@@ -62,6 +62,41 @@ static void print_header(struct cli_run *r)
 	    "%u CPU thread%s\n", ch, pol[r->o->policy], r->o->timeslice_ms, r->iterations,
 	    r->iterations == 1 ? "" : "s", (unsigned long long)r->o->seed, r->threads,
 	    r->threads == 1 ? "" : "s");
+	if (r->o->nadvice) {
+		say(r, "  advise:");
+		for (i = 0; i < r->o->nadvice; i++)
+			say(r, "%s%s", i ? ", " : " ", r->o->advice[i].text);
+		say(r, " (usvm_advise, before the first phase)\n");
+	}
+	if (r->o->prefetch) {
+		char dn[16] = "each device";
+
+		if (r->o->prefetch_dev >= 0)
+			snprintf(dn, sizeof(dn), "dev%d", r->o->prefetch_dev);
+		say(r, "  prefetch: %s%s%s (usvm_prefetch, before each phase)\n",
+		    r->o->prefetch & CLI_PREFETCH_DEVICE ? "into " : "",
+		    r->o->prefetch & CLI_PREFETCH_DEVICE ? dn : "",
+		    !(r->o->prefetch & CLI_PREFETCH_SYSTEM) ? " before its phases" :
+		    r->o->prefetch & CLI_PREFETCH_DEVICE ? " before device phases, into system "
+		    "memory before CPU phases" : "into system memory before CPU phases");
+	}
+}
+
+/* Is @name one of the (space separated) buffer names of @wl? */
+static int has_buffer(const struct workload *wl, const char *name)
+{
+	const char *p = wl->buffers;
+	size_t n = strlen(name);
+
+	while (p && *p) {
+		size_t l = strcspn(p, " ");
+
+		if (l == n && !strncmp(p, name, n))
+			return 1;
+		p += l;
+		p += strspn(p, " ");
+	}
+	return 0;
 }
 
 static int resolve(struct cli_run *r, const struct run_opts *o)
@@ -93,6 +128,21 @@ static int resolve(struct cli_run *r, const struct run_opts *o)
 					   fmt_bytes(b1, sizeof(b1), r->size),
 					   fmt_bytes(b2, sizeof(b2), phys));
 	}
+	for (unsigned i = 0; i < o->nadvice; i++) {
+		const struct cli_advice *a = &o->advice[i];
+
+		if (a->dev >= 0 && (unsigned)a->dev >= r->ndev)
+			return usage_error(o->cmd, "--advise '%s': no device dev%d (this run has "
+					   "%u: dev0%s)", a->text, a->dev, r->ndev,
+					   r->ndev > 1 ? " ..." : "");
+		if (a->buf[0] && !has_buffer(wl, a->buf))
+			return usage_error(o->cmd, "--advise '%s': workload %s has no buffer '%s' "
+					   "(its buffers: %s)", a->text, wl->name, a->buf,
+					   wl->buffers);
+	}
+	if (o->prefetch_dev >= 0 && (unsigned)o->prefetch_dev >= r->ndev)
+		return usage_error(o->cmd, "--prefetch=dev%d: no such device (this run has %u)",
+				   o->prefetch_dev, r->ndev);
 	if (r->dev_mem > (1ull << 40))
 		return usage_error(o->cmd, "--device-mem %s: at most 1T",
 				   fmt_bytes(b2, sizeof(b2), r->dev_mem));
@@ -178,6 +228,8 @@ static int run_main(struct run_opts *o, int demo)
 	if (!o->verbose && r->nphases > r->phase_lines && r->phase_lines) {
 		say(r, "  ...  (%u more phases; -v shows every phase)\n", r->nphases - r->phase_lines);
 	}
+	if (r->wl->explain && !run_failed(r))
+		r->wl->explain(r);
 	if (o->json)
 		report_json(r, &total, stdout);
 	else if (!o->quiet)

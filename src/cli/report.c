@@ -19,6 +19,9 @@
  *   totals.evictions, evicted_bytes, pages_cleared, thrash_events
  *                                == sums of the per-device values
  *   phases[].resident_after: system + every device == workload_bytes
+ *   totals.prefetch_bytes_to_device/_to_system == sums of the phases' values;
+ *   bytes_moved_by_prefetch + bytes_moved_on_demand
+ *                                == bytes_to_device + bytes_to_system
  *
  * A CPU fault whose thread another fault's fill or migration already woke
  * is counted when its stale message is served, which may be after the last
@@ -171,6 +174,22 @@ void report_table(struct cli_run *r, const struct cli_snap *s, FILE *f)
 	for (d = 0; d < r->ndev; d++)
 		fmt_bytes(dv[d], sizeof(dv[d]), s->dev[d].thrash_bytes_kept);
 	row(f, "  kept in place by pins", fmt_bytes(tv, sizeof(tv), t.kept), dp, r->ndev);
+	if (r->o->prefetch || s->pf.calls || s->pf.skipped) {
+		char a[32], b[32];
+
+		snprintf(tv, sizeof(tv), "%s calls", fmt_count(a, sizeof(a), s->pf.calls));
+		row(f, "prefetched (--prefetch)", tv, NULL, 0);
+		snprintf(tv, sizeof(tv), "%s / %s", fmt_bytes(a, sizeof(a), s->pf.to_dev),
+			 fmt_bytes(b, sizeof(b), s->pf.to_sys));
+		row(f, "  to device / to system", tv, NULL, 0);
+		row(f, "  moved on demand", fmt_bytes(tv, sizeof(tv), t.bytes_dev + t.bytes_ram -
+						      s->pf.to_dev - s->pf.to_sys), NULL, 0);
+		if (s->pf.failed || s->pf.skipped) {
+			snprintf(tv, sizeof(tv), "%" PRIu64 " / %" PRIu64, s->pf.failed,
+				 s->pf.skipped);
+			row(f, "  failed / skipped", tv, NULL, 0);
+		}
+	}
 	if (t.in_place) {
 		for (d = 0; d < r->ndev; d++)
 			fmt_count(dv[d], sizeof(dv[d]), s->dev[d].advice_in_place);
@@ -278,6 +297,21 @@ void report_json(struct cli_run *r, const struct cli_snap *s, FILE *f)
 	json_u64(&j, "seed", r->o->seed);
 	json_u64(&j, "threads", r->threads);
 	json_u64(&j, "sample_ms", r->o->sample_ms);
+	json_arr_begin(&j, "advise");
+	for (i = 0; i < r->o->nadvice; i++)
+		json_str(&j, NULL, r->o->advice[i].text);
+	json_arr_end(&j);
+	if (!r->o->prefetch) {
+		json_null(&j, "prefetch");
+	} else if (r->o->prefetch_dev >= 0) {
+		char dn[16];
+
+		snprintf(dn, sizeof(dn), "dev%d", r->o->prefetch_dev);
+		json_str(&j, "prefetch", dn);
+	} else {
+		json_str(&j, "prefetch", r->o->prefetch == (CLI_PREFETCH_DEVICE | CLI_PREFETCH_SYSTEM) ?
+			 "both" : r->o->prefetch == CLI_PREFETCH_DEVICE ? "device" : "system");
+	}
 	json_obj_end(&j);
 
 	json_obj_begin(&j, "totals");
@@ -305,6 +339,15 @@ void report_json(struct cli_run *r, const struct cli_snap *s, FILE *f)
 	json_u64(&j, "thrash_pins", t.pins);
 	json_u64(&j, "thrash_bytes_kept", t.kept);
 	json_u64(&j, "advice_in_place", t.in_place);
+	json_u64(&j, "prefetch_calls", s->pf.calls);
+	json_u64(&j, "prefetch_bytes_requested", s->pf.bytes);
+	json_u64(&j, "prefetch_bytes_to_device", s->pf.to_dev);
+	json_u64(&j, "prefetch_bytes_to_system", s->pf.to_sys);
+	json_u64(&j, "prefetch_failed", s->pf.failed);
+	json_u64(&j, "prefetch_skipped", s->pf.skipped);
+	json_u64(&j, "bytes_moved_by_prefetch", s->pf.to_dev + s->pf.to_sys);
+	json_u64(&j, "bytes_moved_on_demand", t.bytes_dev + t.bytes_ram - s->pf.to_dev -
+		 s->pf.to_sys);
 	json_obj_end(&j);
 
 	json_mm(&j, &s->mm);
@@ -343,6 +386,8 @@ void report_json(struct cli_run *r, const struct cli_snap *s, FILE *f)
 		json_u64(&j, "migrations_to_system", p->delta.mm.migrations_to_ram);
 		json_u64(&j, "bytes_to_system", p->delta.mm.bytes_to_ram);
 		json_u64(&j, "thrash_events", th);
+		json_u64(&j, "prefetch_bytes_to_device", p->delta.pf.to_dev);
+		json_u64(&j, "prefetch_bytes_to_system", p->delta.pf.to_sys);
 		json_obj_begin(&j, "resident_after");
 		json_u64(&j, "system", p->resident[0]);
 		for (d = 0; d < r->ndev; d++)

@@ -80,6 +80,7 @@ void snap_take(struct cli_run *r, struct cli_snap *s)
 		usvm_device_stats(r->dev[d], &s->dev[d]);
 		s->thrash[d] = r->mon ? monitor_thrash(r->mon, d) : 0;
 	}
+	s->pf = r->pf;
 }
 
 /* Every stats struct is an array of uint64_t counters. */
@@ -112,6 +113,7 @@ void snap_sub(const struct cli_run *r, struct cli_snap *out, const struct cli_sn
 		out->pm[d].unbound = a->pm[d].unbound;
 		out->dev[d].ranges_live = a->dev[d].ranges_live;
 	}
+	sub_u64(&out->pf, &a->pf, &b->pf, sizeof(out->pf));
 	out->mm.live_allocs = a->mm.live_allocs;
 	out->mm.live_bytes = a->mm.live_bytes;
 	out->mm.registered_ranges = a->mm.registered_ranges;
@@ -129,6 +131,142 @@ uint64_t run_resident(struct cli_run *r, struct usvm_pagemap *pm)
 			total += (uint64_t)b;
 	}
 	return total;
+}
+
+/* ---- --advise and --prefetch ---------------------------------------------- */
+
+static const char *advice_name(enum usvm_advice a)
+{
+	switch (a) {
+	case USVM_ADVISE_PREFERRED_LOCATION: return "preferred";
+	case USVM_ADVISE_UNSET_PREFERRED_LOCATION: return "unset-preferred";
+	case USVM_ADVISE_ACCESSED_BY: return "accessed-by";
+	case USVM_ADVISE_UNSET_ACCESSED_BY: return "unset-accessed-by";
+	case USVM_ADVISE_READ_MOSTLY: return "read-mostly";
+	default: return "unset-read-mostly";
+	}
+}
+
+/*
+ * The --advise items, in order, on the buffers they name (every buffer when
+ * none is named), once every buffer is allocated: just before the first
+ * phase, so they come after (and override) a workload's own advice.
+ */
+static void apply_advice(struct cli_run *r)
+{
+	unsigned i, b;
+
+	for (i = 0; i < r->o->nadvice && !run_failed(r); i++) {
+		const struct cli_advice *a = &r->o->advice[i];
+		void *target = NULL;
+
+		if (a->dev >= 0 && (unsigned)a->dev < r->ndev)
+			target = (a->advice == USVM_ADVISE_ACCESSED_BY ||
+				  a->advice == USVM_ADVISE_UNSET_ACCESSED_BY) ?
+				 (void *)r->dev[a->dev] : (void *)r->pm[a->dev];
+		for (b = 0; b < r->nbufs; b++) {
+			int err;
+
+			if (a->buf[0] && strcmp(a->buf, r->bufs[b].name))
+				continue;
+			err = usvm_advise(r->mm, r->bufs[b].ptr, r->bufs[b].len, a->advice, target);
+			if (err) {
+				run_fail(r, "--advise %s: usvm_advise(%s, %s) failed: %s", a->text,
+					 r->bufs[b].name, advice_name(a->advice), usvm_strerror(err));
+				break;
+			}
+		}
+	}
+}
+
+void phase_uses(struct cli_run *r, void *p, size_t len)
+{
+	if (r->nuses < sizeof(r->uses) / sizeof(r->uses[0]) && len) {
+		r->uses[r->nuses].p = p;
+		r->uses[r->nuses].len = len;
+		r->nuses++;
+	}
+}
+
+/* Advised to live elsewhere than pagemap @pm (NULL: system)?  Then leave it. */
+static int preferred_elsewhere(struct cli_run *r, void *p, size_t len, struct usvm_pagemap *pm)
+{
+	struct usvm_range_attrs at;
+
+	if (usvm_range_attr(r->mm, p, len, &at) || at.preferred_mixed)
+		return 0;
+	if (at.preferred_system)
+		return pm != NULL;
+	return at.preferred && at.preferred != pm;
+}
+
+static void prefetch_one(struct cli_run *r, int d, void *p, size_t len)
+{
+	struct usvm_pagemap *pm = d >= 0 ? r->pm[d] : NULL;
+	struct usvm_mm_stats a, b;
+	int err;
+
+	if (!len)
+		return;
+	if (preferred_elsewhere(r, p, len, pm)) {
+		r->pf.skipped++;
+		return;
+	}
+	usvm_mm_stats(r->mm, &a);
+	err = usvm_prefetch(r->mm, p, len, pm);
+	usvm_mm_stats(r->mm, &b);
+	r->pf.calls++;
+	if (err)
+		r->pf.failed++;
+	else
+		r->pf.bytes += len;
+	r->pf.to_dev += b.bytes_to_dev - a.bytes_to_dev;
+	r->pf.to_sys += b.bytes_to_ram - a.bytes_to_ram;
+}
+
+void run_prefetch(struct cli_run *r, unsigned mask, void *p, size_t len)
+{
+	unsigned d, k = 0, cnt = 0;
+	uintptr_t base = (uintptr_t)p;
+
+	if (!mask) {
+		if (r->o->prefetch & CLI_PREFETCH_SYSTEM)
+			prefetch_one(r, -1, p, len);
+		return;
+	}
+	if (!(r->o->prefetch & CLI_PREFETCH_DEVICE))
+		return;
+	for (d = 0; d < r->ndev; d++)
+		cnt += !!(mask & (1u << d));
+	for (d = 0; d < r->ndev; d++) {
+		size_t lo, hi;
+
+		if (!(mask & (1u << d)))
+			continue;
+		/* Device k of cnt gets the k-th part, as in dev_job_start. */
+		lo = len * k / cnt;
+		hi = len * (k + 1) / cnt;
+		k++;
+		if (r->o->prefetch_dev >= 0 && (unsigned)r->o->prefetch_dev != d)
+			continue;
+		prefetch_one(r, (int)d, (void *)(base + lo), hi - lo);
+	}
+}
+
+/* Before run_cpu (@mask 0) or run_devices: what the phase declared, or all. */
+static void prefetch_uses(struct cli_run *r, unsigned mask)
+{
+	unsigned i;
+
+	if (!r->o->prefetch)
+		return;
+	if (!r->nuses) {
+		for (i = 0; i < r->nbufs; i++)
+			run_prefetch(r, mask, r->bufs[i].ptr, r->bufs[i].len);
+		return;
+	}
+	for (i = 0; i < r->nuses; i++)
+		run_prefetch(r, mask, r->uses[i].p, r->uses[i].len);
 }
 
 /* ---- phases -------------------------------------------------------------- */
@@ -154,6 +292,11 @@ void phase_begin(struct cli_run *r, const char *actor, const char *fmt, ...)
 		r->phases = np;
 		r->cap_phases = cap;
 	}
+	if (!r->advised) {
+		r->advised = 1;
+		apply_advice(r);
+	}
+	r->nuses = 0;
 	p = &r->phases[r->nphases];
 	memset(p, 0, sizeof(*p));
 	/* The clock starts with the first phase: preparation is not timed. */
@@ -334,6 +477,7 @@ int run_cpu_n(struct cli_run *r, unsigned nthreads, cpu_fn fn, void *arg, size_t
 
 int run_cpu(struct cli_run *r, cpu_fn fn, void *arg, size_t n)
 {
+	prefetch_uses(r, 0);
 	return run_cpu_n(r, r->threads, fn, arg, n);
 }
 
@@ -429,6 +573,7 @@ int run_devices(struct cli_run *r, unsigned mask, usvm_kernel_fn fn, void *arg,
 {
 	struct dev_job j;
 
+	prefetch_uses(r, mask);
 	dev_job_start(r, &j, mask, fn, arg, n, 1);
 	return dev_job_finish(r, &j, mask, 1);
 }

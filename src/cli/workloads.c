@@ -8,6 +8,7 @@
  * exit status 1.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include "cli.h"
@@ -345,10 +346,14 @@ static int wl_stencil(struct cli_run *r)
 		goto out;
 	for (it = 0; it < r->iterations; it++) {
 		phase_begin(r, dl, "%s: left half, iter %u", dl, it + 1);
+		phase_uses(r, s.u, (s.h + 1) * 8);
+		phase_uses(r, s.v, s.h * 8);
 		run_devices(r, all_devices(r), stencil_kernel, &s, nchunks(s.h));
 		if (phase_end(r))
 			goto out;
 		phase_begin(r, "CPU", "CPU: right half, iter %u", it + 1);
+		phase_uses(r, s.u + (s.h - 1), (s.n - s.h + 1) * 8);
+		phase_uses(r, s.v + s.h, (s.n - s.h) * 8);
 		run_cpu(r, stencil_cpu, &s, s.n - s.h);
 		if (phase_end(r))
 			goto out;
@@ -711,6 +716,486 @@ static int wl_oversubscribe(struct cli_run *r)
 	return phase_end(r);
 }
 
+
+/* ======================================================================== */
+/* thrash: the CPU and the devices take turns on the same 2 MiB blocks       */
+/* ======================================================================== */
+
+/*
+ * Every round, a device kernel checks the CPU's 16 KiB slot of each block
+ * and checks-and-increments its own slot; then the CPU checks the device's
+ * slot and checks-and-increments its own.  One touch per block and side is
+ * enough to move the whole block (a 2 MiB device allocation) each way: a
+ * working set that bounces.  Thrashing mitigation notices (USVM_THRASH_*),
+ * throttles, then pins the blocks in system memory, where the devices map
+ * them in place.
+ */
+/* w[i] = pattern(i) for the w given as @arg. */
+static int pattern_init(struct cli_run *r, void *arg, size_t lo, size_t hi, unsigned tid)
+{
+	uint64_t *w = arg;
+	size_t i;
+
+	(void)tid;
+	for (i = lo; i < hi; i++) {
+		w[i] = pattern64(r->o->seed, i);
+		if ((i & (CPU_STEP - 1)) == CPU_STEP - 1)
+			progress_add(r, CPU_STEP * 8);
+	}
+	return 0;
+}
+
+struct thrash {
+	struct cli_run *r;
+	uint64_t *w;
+	size_t n, nblk;
+	size_t *blo, *bhi;   /* element range of each 2 MiB block the buffer spans */
+	uint64_t k;          /* rounds done: both slots hold pattern + k */
+};
+
+/* The device's slot of block @b: [*lo, *hi); the CPU's follows it. */
+static void thrash_slots(const struct thrash *t, size_t b, size_t *dlo, size_t *dhi,
+			 size_t *chi)
+{
+	size_t lo = t->blo[b], len = t->bhi[b] - lo;
+
+	*dlo = lo;
+	*dhi = lo + (len < EPC ? len : EPC);
+	*chi = *dhi + (t->bhi[b] - *dhi < EPC ? t->bhi[b] - *dhi : EPC);
+}
+
+static int thrash_kernel(struct usvm_kctx *ctx, unsigned long b, void *arg)
+{
+	struct thrash *t = arg;
+	uint64_t seed = t->r->o->seed;
+	size_t dlo, dhi, chi, j;
+	int err;
+	char who[48];
+
+	thrash_slots(t, b, &dlo, &dhi, &chi);
+	snprintf(who, sizeof(who), "device %s round", usvm_device_name(usvm_kctx_device(ctx)));
+	if (chi > dhi) {
+		err = usvm_dev_read(ctx, &t->w[dhi], kin, (chi - dhi) * 8);
+		if (err)
+			return err;
+		for (j = dhi; j < chi; j++)
+			if (kin[j - dhi] != pattern64(seed, j) + t->k) {
+				mismatch(t->r, who, "buf", j, &t->w[j], kin[j - dhi],
+					 pattern64(seed, j) + t->k);
+				return 1;
+			}
+	}
+	err = usvm_dev_read(ctx, &t->w[dlo], kin, (dhi - dlo) * 8);
+	if (err)
+		return err;
+	for (j = dlo; j < dhi; j++) {
+		uint64_t want = pattern64(seed, j) + t->k;
+
+		if (kin[j - dlo] != want) {
+			mismatch(t->r, who, "buf", j, &t->w[j], kin[j - dlo], want);
+			return 1;
+		}
+		kin[j - dlo] = want + 1;
+	}
+	err = usvm_dev_write(ctx, &t->w[dlo], kin, (dhi - dlo) * 8);
+	if (err)
+		return err;
+	progress_add(t->r, (chi - dlo) * 8 + (dhi - dlo) * 8);
+	return 0;
+}
+
+static int thrash_cpu(struct cli_run *r, void *arg, size_t lo, size_t hi, unsigned tid)
+{
+	struct thrash *t = arg;
+	size_t b, j, dlo, dhi, chi;
+
+	(void)tid;
+	for (b = lo; b < hi; b++) {
+		thrash_slots(t, b, &dlo, &dhi, &chi);
+		for (j = dlo; j < dhi; j++) {
+			uint64_t want = pattern64(r->o->seed, j) + t->k + 1;
+
+			if (t->w[j] != want)
+				return mismatch(r, "CPU round", "buf", j, &t->w[j], t->w[j], want);
+		}
+		for (j = dhi; j < chi; j++) {
+			uint64_t want = pattern64(r->o->seed, j) + t->k;
+
+			if (t->w[j] != want)
+				return mismatch(r, "CPU round", "buf", j, &t->w[j], t->w[j], want);
+			t->w[j] = want + 1;
+		}
+		progress_add(r, (chi - dlo) * 8 + (chi - dhi) * 8);
+	}
+	return 0;
+}
+
+/* Every element: pattern + rounds in the two slots of each block, else pattern. */
+static int thrash_verify(struct cli_run *r, void *arg, size_t lo, size_t hi, unsigned tid)
+{
+	struct thrash *t = arg;
+	size_t b, j, dlo, dhi, chi;
+
+	(void)tid;
+	for (b = lo; b < hi; b++) {
+		thrash_slots(t, b, &dlo, &dhi, &chi);
+		for (j = t->blo[b]; j < t->bhi[b]; j++) {
+			uint64_t want = pattern64(r->o->seed, j) + (j < chi ? t->k : 0);
+
+			if (t->w[j] != want)
+				return mismatch(r, "CPU verify", "buf", j, &t->w[j], t->w[j], want);
+		}
+		progress_add(r, (t->bhi[b] - t->blo[b]) * 8);
+	}
+	return 0;
+}
+
+static void thrash_explain(struct cli_run *r)
+{
+	const struct cli_snap *s = &r->last;
+	uint64_t moved = s->mm.bytes_to_dev + s->mm.bytes_to_ram, thr = 0, pins = 0, kept = 0;
+	uint64_t inplace = 0, len = r->nbufs ? r->bufs[0].len : 1;
+	const char *env = getenv("USVM_THRASHING");
+	char b1[32], b2[32], b3[32], b4[32];
+	unsigned d;
+
+	if (r->o->quiet || r->o->json || run_failed(r))
+		return;
+	for (d = 0; d < r->ndev; d++) {
+		thr += s->dev[d].thrash_throttles;
+		pins += s->dev[d].thrash_pins;
+		kept += s->dev[d].thrash_bytes_kept;
+		inplace += s->dev[d].advice_in_place;
+	}
+	say(r, "\nWhat happened:\n"
+	    "  %u rounds of CPU and device touching every 2 MiB block of a %s buffer\n"
+	    "  moved %s (%.1f times the buffer): %s to devices, %s back.\n", r->iterations,
+	    fmt_bytes(b1, sizeof(b1), len), fmt_bytes(b2, sizeof(b2), moved),
+	    (double)moved / (double)len, fmt_bytes(b3, sizeof(b3), s->mm.bytes_to_dev),
+	    fmt_bytes(b4, sizeof(b4), s->mm.bytes_to_ram));
+	if (pins)
+		say(r, "  Thrashing mitigation throttled %" PRIu64 " and pinned %" PRIu64 " times:\n"
+		    "  pinned blocks stayed in system memory and the devices mapped them in\n"
+		    "  place (%s not moved).  Compare: USVM_THRASHING=0 %s run thrash\n", thr, pins,
+		    fmt_bytes(b1, sizeof(b1), kept), cli_prog);
+	else if (env && !strcmp(env, "0"))
+		say(r, "  Thrashing mitigation was off (USVM_THRASHING=0): every round moved every\n"
+		    "  block both ways.  Compare: %s run thrash (mitigation on by default)\n",
+		    cli_prog);
+	else if (inplace)
+		say(r, "  Advice kept the devices mapping the blocks in place (%s faults).\n",
+		    fmt_count(b1, sizeof(b1), inplace));
+	else
+		say(r, "  No block was pinned: the rounds were slower than the thrash window\n"
+		    "  (USVM_THRASH_WINDOW_MS), or thrashing mitigation is off.\n");
+}
+
+static int wl_thrash(struct cli_run *r)
+{
+	struct thrash t = { .r = r };
+	uintptr_t a, e;
+	char dl[64];
+	unsigned it;
+	size_t b;
+	int ret = -1;
+
+	t.n = r->size / sizeof(uint64_t);
+	t.w = run_alloc(r, "buf", t.n * 8);
+	if (!t.w)
+		return -1;
+	a = (uintptr_t)t.w;
+	e = a + t.n * 8;
+	t.nblk = (e - 1) / USVM_BLOCK_SIZE - a / USVM_BLOCK_SIZE + 1;
+	t.blo = calloc(t.nblk, sizeof(*t.blo));
+	t.bhi = calloc(t.nblk, sizeof(*t.bhi));
+	if (!t.blo || !t.bhi) {
+		run_fail(r, "out of memory");
+		goto out;
+	}
+	for (b = 0; b < t.nblk; b++) {
+		uintptr_t lo = (a / USVM_BLOCK_SIZE + b) * USVM_BLOCK_SIZE, hi = lo + USVM_BLOCK_SIZE;
+
+		t.blo[b] = lo < a ? 0 : (lo - a) / 8;
+		t.bhi[b] = hi > e ? t.n : (hi - a) / 8;
+	}
+	r->work_total = t.n * 16 + (uint64_t)r->iterations * t.nblk * EPC * 8 * 6;
+	devs_label(r, dl, sizeof(dl));
+	say(r, "  %zu blocks of 2 MiB, each touched 16 KiB by %s and 16 KiB by the CPU per round\n",
+	    t.nblk, dl);
+
+	phase_begin(r, "CPU", "CPU: init");
+	run_cpu(r, pattern_init, t.w, t.n);
+	if (phase_end(r))
+		goto out;
+	for (it = 0; it < r->iterations; it++) {
+		phase_begin(r, dl, "%s: check CPU slots, +1 own (%u)", dl, it + 1);
+		run_devices(r, all_devices(r), thrash_kernel, &t, t.nblk);
+		if (phase_end(r))
+			goto out;
+		phase_begin(r, "CPU", "CPU: check dev slots, +1 own (%u)", it + 1);
+		run_cpu(r, thrash_cpu, &t, t.nblk);
+		t.k++;
+		if (phase_end(r))
+			goto out;
+	}
+	phase_begin(r, "CPU", "CPU: verify");
+	run_cpu(r, thrash_verify, &t, t.nblk);
+	if (phase_end(r))
+		goto out;
+	ret = 0;
+out:
+	free(t.blo);
+	free(t.bhi);
+	return run_failed(r) ? -1 : ret;
+}
+
+/* ======================================================================== */
+/* pipeline: devices produce chunks, the CPU consumes them, one step behind  */
+/* ======================================================================== */
+
+/*
+ * Step s of an iteration: the devices produce chunk s of 'in' (check the
+ * previous generation, write the next) while the CPU consumes chunk s-1
+ * (checks it, writes out = 5*in + iteration).  'out' is advised
+ * preferred=system: the devices' final check reads it in place.  With
+ * --prefetch, each step first prefetches the producer's chunk into device
+ * memory and the consumer's chunks into system memory.
+ */
+#define PIPE_K 5
+
+struct pipe {
+	struct cli_run *r;
+	uint64_t *in, *out;
+	size_t n, ch, nch;   /* elements per buffer, per chunk; chunks */
+	size_t pc, cc;       /* the chunk produced, consumed in this step */
+	unsigned it;
+};
+
+/* Generation g of 'in' (0: the CPU's init, g: after iteration g-1). */
+static inline uint64_t pipe_val(uint64_t seed, unsigned g, size_t j)
+{
+	return pattern64(seed + 0x51ed27u * (uint64_t)g, j);
+}
+
+static size_t pipe_len(const struct pipe *p, size_t c)
+{
+	size_t lo = c * p->ch;
+
+	return lo >= p->n ? 0 : (p->n - lo < p->ch ? p->n - lo : p->ch);
+}
+
+static int pipe_init(struct cli_run *r, void *arg, size_t lo, size_t hi, unsigned tid)
+{
+	struct pipe *p = arg;
+	size_t i;
+
+	(void)tid;
+	for (i = lo; i < hi; i++) {
+		p->in[i] = pipe_val(r->o->seed, 0, i);
+		p->out[i] = 0;
+		if ((i & (CPU_STEP - 1)) == CPU_STEP - 1)
+			progress_add(r, CPU_STEP * 16);
+	}
+	return 0;
+}
+
+static int pipe_produce(struct usvm_kctx *ctx, unsigned long idx, void *arg)
+{
+	struct pipe *p = arg;
+	size_t base = p->pc * p->ch, len = pipe_len(p, p->pc);
+	size_t lo = base + idx * EPC, cnt = base + len - lo < EPC ? base + len - lo : EPC, j;
+	uint64_t seed = p->r->o->seed;
+	int err;
+
+	err = usvm_dev_read(ctx, &p->in[lo], kin, cnt * 8);
+	if (err)
+		return err;
+	for (j = 0; j < cnt; j++) {
+		uint64_t want = pipe_val(seed, p->it, lo + j);
+
+		if (kin[j] != want) {
+			char who[48];
+
+			snprintf(who, sizeof(who), "device %s produce",
+				 usvm_device_name(usvm_kctx_device(ctx)));
+			mismatch(p->r, who, "in", lo + j, &p->in[lo + j], kin[j], want);
+			return 1;
+		}
+		kin[j] = pipe_val(seed, p->it + 1, lo + j);
+	}
+	err = usvm_dev_write(ctx, &p->in[lo], kin, cnt * 8);
+	if (err)
+		return err;
+	progress_add(p->r, cnt * 16);
+	return 0;
+}
+
+static int pipe_consume(struct cli_run *r, void *arg, size_t lo, size_t hi, unsigned tid)
+{
+	struct pipe *p = arg;
+	size_t base = p->cc * p->ch, i;
+
+	(void)tid;
+	for (i = base + lo; i < base + hi; i++) {
+		uint64_t want = pipe_val(r->o->seed, p->it + 1, i);
+
+		if (p->in[i] != want)
+			return mismatch(r, "CPU consume", "in", i, &p->in[i], p->in[i], want);
+		p->out[i] = want * PIPE_K + p->it;
+		if ((i & (CPU_STEP - 1)) == CPU_STEP - 1)
+			progress_add(r, CPU_STEP * 16);
+	}
+	return 0;
+}
+
+/* The devices check out (read only: in place, per the advice). */
+static int pipe_check_out(struct usvm_kctx *ctx, unsigned long idx, void *arg)
+{
+	struct pipe *p = arg;
+	size_t lo = idx * EPC, cnt = p->n - lo < EPC ? p->n - lo : EPC, j;
+	uint64_t seed = p->r->o->seed;
+	int err;
+
+	err = usvm_dev_read(ctx, &p->out[lo], kin, cnt * 8);
+	if (err)
+		return err;
+	for (j = 0; j < cnt; j++) {
+		uint64_t want = pipe_val(seed, p->it, lo + j) * PIPE_K + (p->it - 1);
+
+		if (kin[j] != want) {
+			char who[48];
+
+			snprintf(who, sizeof(who), "device %s check",
+				 usvm_device_name(usvm_kctx_device(ctx)));
+			mismatch(p->r, who, "out", lo + j, &p->out[lo + j], kin[j], want);
+			return 1;
+		}
+	}
+	progress_add(p->r, cnt * 8);
+	return 0;
+}
+
+static int pipe_verify(struct cli_run *r, void *arg, size_t lo, size_t hi, unsigned tid)
+{
+	struct pipe *p = arg;
+	size_t i;
+
+	(void)tid;
+	for (i = lo; i < hi; i++) {
+		uint64_t want = pipe_val(r->o->seed, p->it, i);
+
+		if (p->in[i] != want)
+			return mismatch(r, "CPU verify", "in", i, &p->in[i], p->in[i], want);
+		if (p->out[i] != want * PIPE_K + (p->it - 1))
+			return mismatch(r, "CPU verify", "out", i, &p->out[i], p->out[i],
+					want * PIPE_K + (p->it - 1));
+		if ((i & (CPU_STEP - 1)) == CPU_STEP - 1)
+			progress_add(r, CPU_STEP * 16);
+	}
+	return 0;
+}
+
+static void pipe_explain(struct cli_run *r)
+{
+	const struct cli_snap *s = &r->last;
+	uint64_t moved = s->mm.bytes_to_dev + s->mm.bytes_to_ram, pf = s->pf.to_dev + s->pf.to_sys;
+	uint64_t inplace = 0;
+	char b1[32], b2[32], b3[32], c1[32];
+	unsigned d;
+
+	if (r->o->quiet || r->o->json || run_failed(r))
+		return;
+	for (d = 0; d < r->ndev; d++)
+		inplace += s->dev[d].advice_in_place;
+	say(r, "\nWhat happened:\n"
+	    "  %s moved in all: %s by prefetch (%s usvm_prefetch calls), %s on demand\n"
+	    "  (device faults, CPU faults, evictions).\n", fmt_bytes(b1, sizeof(b1), moved),
+	    fmt_bytes(b2, sizeof(b2), pf), fmt_count(c1, sizeof(c1), s->pf.calls),
+	    fmt_bytes(b3, sizeof(b3), moved - pf));
+	if (!r->o->prefetch)
+		say(r, "  With --prefetch each chunk moves before its step, not by faults.\n");
+	say(r, "  'out' is advised preferred=system: the devices' check read it where it is\n"
+	    "  (%s device faults mapped in place per advice).\n",
+	    fmt_count(c1, sizeof(c1), inplace));
+}
+
+static int wl_pipeline(struct cli_run *r)
+{
+	struct pipe p = { .r = r };
+	unsigned mask = all_devices(r);
+	size_t s, chb;
+	char dl[64];
+	int err;
+
+	p.n = r->size / 2 / sizeof(uint64_t);
+	p.in = run_alloc(r, "in", p.n * 8);
+	p.out = run_alloc(r, "out", p.n * 8);
+	if (!p.in || !p.out)
+		return -1;
+	/* 8 chunks, or fewer: whole 2 MiB blocks when there are at least two
+	 * (a device fault migrates a 2 MiB range whole: smaller chunks would
+	 * share blocks between producer and consumer), else 64 KiB multiples. */
+	chb = p.n * 8 / 8;
+	if (p.n * 8 >= 2 * USVM_BLOCK_SIZE) {
+		chb &= ~((size_t)USVM_BLOCK_SIZE - 1);
+		if (chb < USVM_BLOCK_SIZE)
+			chb = USVM_BLOCK_SIZE;
+	} else {
+		chb &= ~((size_t)(64 << 10) - 1);
+		if (chb < (64 << 10))
+			chb = 64 << 10;
+	}
+	p.ch = chb / 8;
+	p.nch = (p.n + p.ch - 1) / p.ch;
+	err = usvm_advise(r->mm, p.out, p.n * 8, USVM_ADVISE_PREFERRED_LOCATION, NULL);
+	if (err)
+		return run_fail(r, "usvm_advise(out, preferred=system) failed: %s", usvm_strerror(err));
+	r->work_total = p.n * 16 + (uint64_t)r->iterations * p.n * 32 + p.n * 24;
+	devs_label(r, dl, sizeof(dl));
+	say(r, "  %zu chunks of %s; 'out' advised preferred=system\n", p.nch,
+	    fmt_bytes(dl, sizeof(dl), p.ch * 8));
+	devs_label(r, dl, sizeof(dl));
+
+	phase_begin(r, "CPU", "CPU: init in, out");
+	run_cpu(r, pipe_init, &p, p.n);
+	if (phase_end(r))
+		return -1;
+	for (p.it = 0; p.it < r->iterations; p.it++) {
+		for (s = 0; s <= p.nch; s++) {
+			size_t plen = s < p.nch ? pipe_len(&p, s) : 0, clen = s ? pipe_len(&p, s - 1) : 0;
+
+			p.pc = s;
+			p.cc = s - 1;
+			if (!plen)
+				phase_begin(r, "CPU", "CPU: use %zu (%u)", s - 1, p.it + 1);
+			else if (!clen)
+				phase_begin(r, dl, "%s: make %zu (%u)", dl, s, p.it + 1);
+			else
+				phase_begin(r, "CPU+dev", "%s: make %zu, CPU: use %zu (%u)", dl, s,
+					    s - 1, p.it + 1);
+			if (plen)
+				run_prefetch(r, mask, &p.in[s * p.ch], plen * 8);
+			if (clen) {
+				run_prefetch(r, 0, &p.in[(s - 1) * p.ch], clen * 8);
+				run_prefetch(r, 0, &p.out[(s - 1) * p.ch], clen * 8);
+			}
+			run_mixed(r, pipe_consume, &p, clen, mask, pipe_produce, &p, nchunks(plen));
+			if (phase_end(r))
+				return -1;
+		}
+	}
+	phase_begin(r, dl, "%s: check out", dl);
+	phase_uses(r, p.out, p.n * 8);
+	run_devices(r, mask, pipe_check_out, &p, nchunks(p.n));
+	if (phase_end(r))
+		return -1;
+	phase_begin(r, "CPU", "CPU: verify in, out");
+	run_cpu(r, pipe_verify, &p, p.n);
+	if (phase_end(r))
+		return -1;
+	return 0;
+}
+
 /* ======================================================================== */
 
 static size_t mem_twice(size_t size, unsigned ndev)
@@ -729,16 +1214,22 @@ static size_t mem_third(size_t size, unsigned ndev)
 
 const struct workload cli_workloads[] = {
 	{ "stream", "CPU writes a, the device computes b = 3*a + 7, the CPU checks a and b",
-	  1, 1, 64ul << 20, mem_twice, wl_stream },
+	  1, 1, 64ul << 20, "a b", mem_twice, wl_stream, NULL },
 	{ "stencil", "1-D Jacobi: device(s) update the left half, the CPU the right half, halos shared",
-	  1, 10, 32ul << 20, mem_twice, wl_stencil },
+	  1, 10, 32ul << 20, "u v", mem_twice, wl_stencil, NULL },
 	{ "random", "seeded random page touches by CPU threads and devices at once, shadow-checked",
-	  1, 8, 32ul << 20, mem_twice, wl_random },
+	  1, 8, 32ul << 20, "buf", mem_twice, wl_random, NULL },
 	{ "pingpong", "one buffer bounced CPU -> dev0 -> dev1 -> CPU, checked and incremented each hop",
-	  2, 4, 32ul << 20, mem_twice, wl_pingpong },
+	  2, 4, 32ul << 20, "buf", mem_twice, wl_pingpong, NULL },
 	{ "oversubscribe", "device sweeps over a working set larger than the device memory "
 	  "(3x by default): evictions",
-	  1, 3, 64ul << 20, mem_third, wl_oversubscribe },
+	  1, 3, 64ul << 20, "buf", mem_third, wl_oversubscribe, NULL },
+	{ "thrash", "CPU and device take turns on the same 2 MiB blocks: thrashing mitigation "
+	  "(USVM_THRASHING) at work",
+	  1, 40, 16ul << 20, "buf", mem_twice, wl_thrash, thrash_explain },
+	{ "pipeline", "devices produce 'in' chunk by chunk, the CPU consumes one chunk behind into "
+	  "'out' (advised preferred=system); try --prefetch",
+	  1, 4, 32ul << 20, "in out", mem_twice, wl_pipeline, pipe_explain },
 };
 const unsigned cli_nworkloads = sizeof(cli_workloads) / sizeof(cli_workloads[0]);
 
