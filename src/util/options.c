@@ -66,7 +66,7 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 		"how long a thrashing block stays throttled, then pinned", NULL, 1, 3600000 },
 	[USVM_OPT_THRASH_MAX_PINS] = { "thrash_max_pins", OPT_COUNT, "1024",
 		"blocks pinned at once, at most", NULL, 1, 4096 },
-	[USVM_OPT_THRASH_THROTTLE_MS] = { "thrash_throttle_ms", OPT_COUNT, "5",
+	[USVM_OPT_THRASH_THROTTLE_MS] = { "thrash_throttle_ms", OPT_COUNT, "1",
 		"a throttled block's migration keeps its pages there this long (its timeslice): "
 		"short, as a CPU touch of them waits it out", NULL, 1, 60000 },
 	[USVM_OPT_STRICT] = { "strict", OPT_COUNT, "0",
@@ -81,6 +81,10 @@ static const struct opt_desc opts[USVM_OPT_NR] = {
 		"density prefetch: a device fault whose range would make this percentage of its "
 		"2 MiB block resident in the target migrates the whole block (0: off)",
 		NULL, 0, 100 },
+	[USVM_OPT_HEADROOM] = { "headroom", OPT_SIZE, "0",
+		"device memory each pagemap keeps free by evicting least recently used "
+		"allocations ahead of need, on a thread of its own (at most half its capacity; "
+		"0: off, evict on demand)", NULL, 0, 1ul << 40 },
 };
 
 static atomic_int warned[USVM_OPT_NR];
