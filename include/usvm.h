@@ -558,6 +558,8 @@ struct usvm_pagemap_stats {
 	uint64_t cpu_fault_migrations; /* migrations back caused by CPU faults */
 	uint64_t evictions, evicted_bytes;
 	uint64_t unbound;
+	uint64_t headroom_bytes;       /* kept free by evicting ahead (USVM_HEADROOM) */
+	uint64_t headroom_evictions, headroom_evicted_bytes; /* ... those evictions */
 };
 
 int usvm_pagemap_stats(struct usvm_pagemap *pagemap, struct usvm_pagemap_stats *out);

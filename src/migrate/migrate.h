@@ -38,7 +38,18 @@ struct usvm_pagemap_core {
 		_Atomic uint64_t migrations_to_dev, bytes_to_dev, ns_to_dev;
 		_Atomic uint64_t migrations_to_ram, bytes_to_ram, ns_to_ram;
 		_Atomic uint64_t cpu_fault_migrations, evictions, evicted_bytes;
+		_Atomic uint64_t headroom_evictions, headroom_evicted_bytes;
 	} st;
+	/* Evicting ahead of need (src/pagemap/headroom.c). */
+	struct pagemap_headroom {
+		size_t bytes;           /* kept free; 0: off */
+		pthread_mutex_t lock;
+		pthread_cond_t cv;
+		pthread_t thread;
+		int started, kicked;    /* under lock */
+		atomic_int stopping;
+		uint64_t fork_gen;      /* usvm_fork_gen at init: the thread's process */
+	} headroom;
 };
 
 /*

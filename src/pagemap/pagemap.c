@@ -48,6 +48,7 @@ int usvm_pagemap_init(struct usvm_pagemap *pm, const char *name, size_t capacity
 	if (pthread_rwlock_init(&c->bind_lock, NULL))
 		goto err_mutex;
 	pm->core = c;
+	pagemap_headroom_init(pm);
 	mm_set_location_ops(&pagemap_location_ops);
 	return 0;
 err_mutex:
@@ -192,7 +193,10 @@ int usvm_pagemap_populate_mm(struct usvm_pagemap *pm, void *start_p, void *end_p
 		ret = pm->ops->populate_mm(pm, start, end, mm, timeslice_ms);
 	pthread_rwlock_unlock(&pm->core->bind_lock);
 	switch (ret) {
-	case 0: STAT_ADD(pm->core->st.populate_ok, 1); break;
+	case 0:
+		STAT_ADD(pm->core->st.populate_ok, 1);
+		pagemap_headroom_kick(pm);
+		break;
 	case 1: STAT_ADD(pm->core->st.populate_noop, 1); ret = 0; break;
 	case -ENOMEM: STAT_ADD(pm->core->st.populate_enomem, 1); break;
 	case -ENODEV: STAT_ADD(pm->core->st.populate_enodev, 1); break;
@@ -320,6 +324,7 @@ void usvm_pagemap_put(struct usvm_pagemap *pm)
 {
 	if (!pm || atomic_fetch_sub(&pm->core->refs, 1) != 1)
 		return;
+	pagemap_headroom_stop(pm);
 	usvm_pagemap_unbind(pm);
 	pthread_rwlock_destroy(&pm->core->bind_lock);
 	pthread_mutex_destroy(&pm->core->lock);
@@ -351,7 +356,9 @@ int usvm_pagemap_stats(struct usvm_pagemap *pm, struct usvm_pagemap_stats *o)
 	C(migrations_to_dev); C(bytes_to_dev); C(ns_to_dev);
 	C(migrations_to_ram); C(bytes_to_ram); C(ns_to_ram);
 	C(cpu_fault_migrations); C(evictions); C(evicted_bytes);
+	C(headroom_evictions); C(headroom_evicted_bytes);
 #undef C
+	o->headroom_bytes = pm->core->headroom.bytes;
 	o->unbound = (uint64_t)atomic_load(&pm->core->unbound);
 	return 0;
 }

@@ -10,4 +10,13 @@
 #include <usvm/backend.h>
 #include "migrate/migrate.h"
 
+/* ---- headroom (headroom.c) ------------------------------------------------ */
+
+/* Read USVM_HEADROOM for a new pagemap. */
+void pagemap_headroom_init(struct usvm_pagemap *pm);
+/* A populate took memory: evict ahead if the headroom is short. */
+void pagemap_headroom_kick(struct usvm_pagemap *pm);
+/* The last put: stop evicting ahead. */
+void pagemap_headroom_stop(struct usvm_pagemap *pm);
+
 #endif
