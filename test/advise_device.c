@@ -11,7 +11,9 @@
  *   - preferred location another device's pagemap: a device without peer
  *     access migrates into its own memory, one with peer access into the
  *     preferred pagemap;
- *   - a destroyed device leaves the accessed-by sets.
+ *   - a destroyed device leaves the accessed-by sets;
+ *   - eviction spares an allocation whose range prefers the pagemap, and
+ *     takes the least recently used again once the advice is unset.
  */
 #include "helpers.h"
 
@@ -116,6 +118,32 @@ static void preferred_peer(struct usvm_mm *mm, struct usvm_pagemap *pm, struct u
 	CHECK_OK(usvm_free(mm, p));
 }
 
+/* Eviction picks an allocation whose range does not prefer the pagemap. */
+static void eviction_keeps_preferred(struct usvm_mm *mm)
+{
+	struct usvm_pagemap *small = test_sim_create("small", 2 * LEN);
+	uint8_t *a = fresh(mm, 5), *b = fresh(mm, 6), *c = fresh(mm, 7);
+
+	CHECK_OK(usvm_advise(mm, a, LEN, USVM_ADVISE_PREFERRED_LOCATION, small));
+	CHECK_OK(usvm_prefetch(mm, a, LEN, small)); /* the least recently used */
+	CHECK_OK(usvm_prefetch(mm, b, LEN, small));
+	CHECK_OK(usvm_prefetch(mm, c, LEN, small)); /* evicts one of them */
+	CHECK(resident(mm, a, LEN, small) == LEN, "the preferred allocation was evicted");
+	CHECK(resident(mm, b, LEN, small) == 0, "b was not evicted");
+	CHECK(resident(mm, c, LEN, small) == LEN, "c not there");
+	/* Without the advice, the least recently used goes (a, now). */
+	CHECK_OK(usvm_advise(mm, a, LEN, USVM_ADVISE_UNSET_PREFERRED_LOCATION, NULL));
+	CHECK_OK(usvm_prefetch(mm, b, LEN, small));
+	CHECK(resident(mm, a, LEN, small) == 0 && resident(mm, b, LEN, small) == LEN,
+	      "without advice: not the least recently used");
+	CHECK(pattern_check(a, LEN, 5) == PATTERN_OK && pattern_check(b, LEN, 6) == PATTERN_OK &&
+	      pattern_check(c, LEN, 7) == PATTERN_OK, "eviction: CPU bytes");
+	CHECK_OK(usvm_free(mm, a));
+	CHECK_OK(usvm_free(mm, b));
+	CHECK_OK(usvm_free(mm, c));
+	usvm_pagemap_destroy(small);
+}
+
 int main(void)
 {
 	struct usvm_mm *mm;
@@ -131,6 +159,7 @@ int main(void)
 	preferred_system(mm, pm, d);
 	accessed_by(mm, pm, pm2, d, d2);
 	preferred_peer(mm, pm, pm2, d);
+	eviction_keeps_preferred(mm);
 	usvm_device_destroy(d2);
 	usvm_device_destroy(d);
 	usvm_mm_destroy(mm);

@@ -267,6 +267,27 @@ long devmem_evict(struct devmem *dm, enum mm_migrate_cause why)
 	return ret;
 }
 
+/*
+ * The least recently used allocation whose range is not advised to prefer
+ * @pm (usvm_advise PREFERRED_LOCATION: "eviction keeps it there when
+ * possible"), among the first LRU_SCAN; else the least recently used.
+ * pm->core->lock held, LRU not empty.
+ */
+#define LRU_SCAN 16
+static struct devmem *lru_victim(struct usvm_pagemap *pm)
+{
+	struct list_head *pos = pm->core->lru.next;
+	int n;
+
+	for (n = 0; n < LRU_SCAN && pos != &pm->core->lru; n++, pos = pos->next) {
+		struct devmem *dm = container_of(pos, struct devmem, lru_link);
+
+		if (!mm_advice_prefers(dm->mm, dm->start, pm))
+			return dm;
+	}
+	return container_of(pm->core->lru.next, struct devmem, lru_link);
+}
+
 long pagemap_evict_lru(struct usvm_pagemap *pm, enum mm_migrate_cause why)
 {
 	struct devmem *dm;
@@ -277,7 +298,7 @@ long pagemap_evict_lru(struct usvm_pagemap *pm, enum mm_migrate_cause why)
 		pthread_mutex_unlock(&pm->core->lock);
 		return 0;
 	}
-	dm = container_of(pm->core->lru.next, struct devmem, lru_link);
+	dm = lru_victim(pm);
 	devmem_get(dm);
 	/* Rotate so that concurrent evictors pick different victims. */
 	list_del_init(&dm->lru_link);
@@ -294,7 +315,7 @@ long pagemap_evict_lru(struct usvm_pagemap *pm, enum mm_migrate_cause why)
 /* ---- to device memory -------------------------------------------------------------- */
 
 static struct devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *mm,
-				      struct usvm_region *r, uintptr_t block,
+				      struct usvm_region *r, uintptr_t start,
 				      unsigned long npages)
 {
 	struct devmem *dm;
@@ -310,7 +331,8 @@ static struct devmem *devmem_new(struct usvm_pagemap *pm, struct usvm_mm *mm,
 	dm->pub.pagemap = pm;
 	dm->mm = mm;
 	dm->region = r;
-	dm->block = block;
+	dm->block = ALIGN_DOWN_UL(start, USVM_BLOCK_SIZE);
+	dm->start = start;
 	dm->pub.npages = npages;
 	list_init(&dm->lru_link);
 	atomic_init(&dm->refcount, 1);
@@ -507,7 +529,7 @@ int migrate_piece_to_devmem(struct usvm_pagemap *pm, struct usvm_mm *mm,
 	mm_block_lock_release(mm, block);
 	if (want <= 0)
 		return want < 0 ? (int)want : 1;
-	dm = devmem_new(pm, mm, r, block, (unsigned long)want);
+	dm = devmem_new(pm, mm, r, start, (unsigned long)want);
 	if (!dm)
 		return -ENOMEM;
 	err = devmem_alloc_evicting(pm, dm);

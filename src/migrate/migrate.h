@@ -64,6 +64,7 @@ struct devmem {
 	struct usvm_mm *mm;
 	struct usvm_region *region;     /* the managed region of its pages */
 	uintptr_t block;                /* block start address */
+	uintptr_t start;                /* where it was populated from (advice lookups) */
 	/* Under the block lock: */
 	unsigned long live;             /* pages still holding data */
 	uintptr_t *va;                  /* va[i]: managed page held by pfn[i], 0 if none */

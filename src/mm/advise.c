@@ -273,6 +273,18 @@ void mm_advice_get(struct usvm_mm *mm, uintptr_t addr, struct mm_advice *out)
 	pthread_rwlock_unlock(&mm->advice_lock);
 }
 
+int mm_advice_prefers(struct usvm_mm *mm, uintptr_t addr, const void *loc)
+{
+	size_t i;
+	int yes;
+
+	pthread_rwlock_rdlock(&mm->advice_lock);
+	i = advice_lower_bound(mm, addr);
+	yes = i < mm->nadvice && mm->advice[i].start <= addr && mm->advice[i].preferred == loc;
+	pthread_rwlock_unlock(&mm->advice_lock);
+	return yes;
+}
+
 void mm_advice_put(struct mm_advice *a)
 {
 	advice_put_refs(a);

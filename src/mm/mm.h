@@ -511,6 +511,9 @@ void mm_advice_clear(struct usvm_mm *mm, uintptr_t s, uintptr_t e);
  * call it without block locks held. */
 void mm_advice_get(struct usvm_mm *mm, uintptr_t addr, struct mm_advice *out);
 void mm_advice_put(struct mm_advice *a);
+/* Is @loc the preferred location at @addr?  Takes no references; any lock
+ * but advice_lock may be held. */
+int mm_advice_prefers(struct usvm_mm *mm, uintptr_t addr, const void *loc);
 /* A device going away: it accesses nothing any more. */
 void mm_advice_forget(struct usvm_mm *mm, const void *loc);
 void mm_advice_fini(struct usvm_mm *mm);
