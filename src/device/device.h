@@ -42,7 +42,7 @@
 /* One mapping of the process, as a device sees it. */
 struct dev_vma {
 	uintptr_t start, end;
-	unsigned int prot;        /* PROT_READ | PROT_WRITE of the mapping */
+	unsigned int prot;        /* PROT_READ | PROT_WRITE | PROT_EXEC of the mapping */
 	unsigned int shared : 1;  /* MAP_SHARED */
 	unsigned int file : 1;    /* backed by a file (inode or device) */
 	uint64_t page_size;       /* 4 KiB, or the hugetlb page size */

@@ -41,6 +41,7 @@ struct procmap_query {
 #define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
 #define PROCMAP_QUERY_VMA_READABLE 0x01
 #define PROCMAP_QUERY_VMA_WRITABLE 0x02
+#define PROCMAP_QUERY_VMA_EXECUTABLE 0x04
 #define PROCMAP_QUERY_VMA_SHARED 0x08
 #endif
 
@@ -133,7 +134,8 @@ static int query_procmap(int fd, uintptr_t addr, struct dev_vma *out)
 	out->start = (uintptr_t)q.vma_start;
 	out->end = (uintptr_t)q.vma_end;
 	out->prot = (q.vma_flags & PROCMAP_QUERY_VMA_READABLE ? PROT_READ : 0) |
-		    (q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE ? PROT_WRITE : 0);
+		    (q.vma_flags & PROCMAP_QUERY_VMA_WRITABLE ? PROT_WRITE : 0) |
+		    (q.vma_flags & PROCMAP_QUERY_VMA_EXECUTABLE ? PROT_EXEC : 0);
 	out->shared = !!(q.vma_flags & PROCMAP_QUERY_VMA_SHARED);
 	out->file = q.inode || q.dev_major || q.dev_minor;
 	out->page_size = q.vma_page_size ? q.vma_page_size : USVM_PAGE_SIZE;
@@ -152,7 +154,8 @@ static int parse_maps_line(const char *line, uintptr_t addr, struct dev_vma *out
 		return 0;
 	out->start = lo;
 	out->end = hi;
-	out->prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0);
+	out->prot = (perms[0] == 'r' ? PROT_READ : 0) | (perms[1] == 'w' ? PROT_WRITE : 0) |
+		    (perms[2] == 'x' ? PROT_EXEC : 0);
 	out->shared = perms[3] == 's';
 	out->file = inode != 0 || strcmp(dev, "00:00") != 0;
 	out->page_size = USVM_PAGE_SIZE; /* the maps file does not say */

@@ -79,7 +79,8 @@ void dm_adopt(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
 			a += USVM_PAGE_SIZE; /* a hole: the command will say -EFAULT */
 			continue;
 		}
-		if (v.prot == (PROT_READ | PROT_WRITE) && !v.shared && !v.file &&
+		if ((v.prot & (PROT_READ | PROT_WRITE)) == (PROT_READ | PROT_WRITE) &&
+		    !v.shared && !v.file &&
 		    v.page_size == USVM_PAGE_SIZE)
 			adopt_gaps(mm, a, MIN_UL(v.end, end));
 		a = MIN_UL(v.end, end);

@@ -2,8 +2,8 @@
 /*
  * The HMM_DMIRROR_* commands, with the kernel test driver's semantics
  * (lib/test_hmm.c) on usvm: what each command does, what cpages and faults
- * report, which errno it fails with.  README, "Running dmirror programs
- * under usvm", lists where usvm differs and why.
+ * report, which errno it fails with.  README, "Running kernel HMM
+ * test programs (dmirror)", lists where usvm differs and why.
  *
  * Every command that touches memory runs as one launch of the file's
  * device on the calling thread: the device reaches the program's memory
@@ -54,11 +54,12 @@ static int dm_launch(struct dm_job *j)
 static int rw_kernel(struct usvm_kctx *ctx, struct dm_job *j)
 {
 	uintptr_t a = j->start;
-	int rounds, err;
+	int rounds;
 
 	for (rounds = 0; rounds < DM_MAX_ROUNDS; rounds++) {
 		uint8_t *b = j->bounce + (a - j->start);
 		size_t done = 0;
+		int err;
 
 		err = j->write ? dev_write_mapped(ctx, (void *)a, b, j->end - a, &done)
 			       : dev_read_mapped(ctx, (void *)a, b, j->end - a, &done);
@@ -211,18 +212,51 @@ static int dm_readback(struct dm_job *j)
 	return err;
 }
 
+/* Private anonymous memory the CPU may read but not write? */
+static int read_only_anon(const struct dev_vma *v)
+{
+	return (v->prot & (PROT_READ | PROT_WRITE)) == PROT_READ && !v->shared && !v->file &&
+	       v->page_size == USVM_PAGE_SIZE;
+}
+
+/*
+ * Migrate [lo, hi), part of mapping @v, into @f's device memory.  usvm
+ * adopts and moves only read-write memory (pages move between mappings of
+ * equal protections), while the kernel migrates read-only private
+ * anonymous pages too: such a part is made writable for the move and gets
+ * its protection back before the command returns (README: a CPU write
+ * racing with the command could land in that window).
+ */
+static void migrate_part(struct dm_file *f, uintptr_t lo, uintptr_t hi, const struct dev_vma *v)
+{
+	int ro = read_only_anon(v) && !mprotect((void *)lo, hi - lo, v->prot | PROT_WRITE);
+
+	dm_adopt(f->mm, lo, hi);
+	populate_own(f, lo, hi, 0);
+	if (ro)
+		mprotect((void *)lo, hi - lo, v->prot);
+}
+
 /*
  * MIGRATE_TO_DEV (dmirror_migrate_to_device): system pages of the range
- * move into the device's memory; pages of another device stay there, and
- * memory usvm cannot migrate (shared, file-backed, read-only) stays where it
- * is: then the read-back fails with -ENOENT, as in the kernel.
+ * move into the device's memory, read-only private ones included; pages of
+ * another device stay there, and memory usvm cannot migrate (shared,
+ * file-backed) stays where it is: then the read-back fails with -ENOENT,
+ * as in the kernel.
  */
 static int dm_migrate_to_dev(struct dm_job *j)
 {
+	uintptr_t a, b;
+	struct dev_vma v;
+
 	if (vmas_allow(j->start, j->end, PROT_READ))
 		return -EINVAL;
-	dm_adopt(j->f->mm, j->start, j->end);
-	populate_own(j->f, j->start, j->end, 0);
+	for (a = j->start; a < j->end; a = b) {
+		if (dev_vma_query(a, &v))
+			return -EINVAL; /* unmapped meanwhile */
+		b = MIN_UL(v.end, j->end);
+		migrate_part(j->f, a, b, &v);
+	}
 	if (!all_local(j->f, j->start, j->end))
 		return -ENOENT;
 	return dm_readback(j);

@@ -3,7 +3,7 @@
  * libusvm-dmirror.so: LD_PRELOAD it and a program written against the
  * kernel's HMM test driver (lib/test_hmm_uapi.h) runs on usvm's simulated
  * devices instead, without the module and without root (README: "Running
- * dmirror programs under usvm").
+ * kernel HMM test programs (dmirror)").
  *
  * DOC: What is interposed
  *
@@ -12,7 +12,8 @@
  * dmirror.h); N = 2, 3, the device-coherent nodes, fail with ENOENT, as
  * when the module was loaded without coherent memory (their /dev nodes do
  * not exist then).  ioctl() of type 'H' on such a file runs a command
- * (cmds.c); close() of the last descriptor of a file releases it.
+ * (cmds.c); mmap() of it maps zeroed pages at once, as the driver's mmap
+ * does; close() of the last descriptor of a file releases it.
  * Everything else goes to the next definition (dlsym(RTLD_NEXT)) untouched:
  * other paths, other descriptors, other ioctls.
  *
@@ -66,6 +67,7 @@ static struct {
 	int (*openat)(int, const char *, int, ...);
 	int (*ioctl)(int, unsigned long, ...);
 	int (*close)(int);
+	void *(*mmap)(void *, size_t, int, int, int, off_t);
 } next;
 
 static void *next_sym(const char *name)
@@ -105,6 +107,7 @@ __attribute__((constructor)) static void dm_init(void)
 	next.openat = next_sym("openat");
 	next.ioctl = next_sym("ioctl");
 	next.close = next_sym("close");
+	next.mmap = next_sym("mmap");
 	pthread_atfork(dm_fork_prepare, dm_fork_parent, dm_fork_child);
 }
 
@@ -127,13 +130,14 @@ static size_t dm_memory_size(void)
 /* The mm and @node's device memory, created on first use.  0 or -errno. */
 static int dm_objects(int node, struct usvm_mm **mm, struct usvm_pagemap **pm)
 {
-	char name[32];
 	int err = 0;
 
 	pthread_mutex_lock(&dm.init_lock);
 	if (!dm.mm)
 		err = usvm_mm_create(NULL, &dm.mm);
 	if (!err && !dm.pm[node]) {
+		char name[32];
+
 		snprintf(name, sizeof(name), "hmm_dmirror%d", node);
 		err = usvm_sim_pagemap_create(name, dm_memory_size(), &dm.pm[node]);
 		if (err == -ENOMEM) /* more than this machine's RAM + swap */
@@ -251,7 +255,6 @@ static int dm_open(int node, int flags)
 	struct dm_file *f = calloc(1, sizeof(*f));
 	struct usvm_mm *mm;
 	struct usvm_pagemap *pm;
-	char name[32];
 	struct stat st;
 	int fd = -1, err;
 
@@ -259,8 +262,10 @@ static int dm_open(int node, int flags)
 		return -ENOMEM;
 	err = dm_objects(node, &mm, &pm);
 	if (!err) {
+		char name[32];
+
 		snprintf(name, sizeof(name), "hmm_dmirror%d", node);
-		fd = memfd_create(name, flags & O_CLOEXEC ? MFD_CLOEXEC : 0);
+		fd = memfd_create(name, (flags & O_CLOEXEC) ? MFD_CLOEXEC : 0);
 		err = fd < 0 || fstat(fd, &st) ? -errno : 0;
 	}
 	if (!err) {
@@ -318,7 +323,7 @@ static int dm_try_open(const char *path, int flags, int *ret)
 
 static mode_t open_mode(int flags, va_list ap)
 {
-	return flags & (O_CREAT | __O_TMPFILE) ? va_arg(ap, mode_t) : 0;
+	return (flags & (O_CREAT | __O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
 }
 
 int open(const char *path, int flags, ...)
@@ -367,6 +372,71 @@ int __openat_2(int dirfd, const char *path, int flags)
 
 int __openat64_2(int dirfd, const char *path, int flags) __attribute__((alias("__openat_2")));
 
+/*
+ * mmap() of a dmirror descriptor (the driver's mmap, hmm-tests mixedmap):
+ * the driver maps fresh zeroed pages into the whole mapping at once, not
+ * anonymous memory.  Here the memfd grows to cover the mapping, whose pages
+ * are mapped at once read-only (MAP_POPULATE) and then given the protection
+ * asked for: a private mapping holds page cache pages until written (READ
+ * in a snapshot), as the driver's inserted pages are.
+ *
+ * Return: the mapping, or MAP_FAILED with errno set.
+ */
+static void *dm_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	size_t end = ALIGN_UP_UL(len, USVM_PAGE_SIZE);
+	int ro = (prot | PROT_READ) & ~PROT_WRITE;
+	struct stat st;
+	void *p;
+
+	if (off < 0 || end < len || end > (size_t)INT64_MAX - (size_t)off) {
+		errno = EINVAL;
+		return MAP_FAILED;
+	}
+	end += (size_t)off;
+	if (fstat(fd, &st) || ((size_t)st.st_size < end && ftruncate(fd, (off_t)end)))
+		return MAP_FAILED;
+	p = next.mmap(addr, len, ro, flags | MAP_POPULATE, fd, off);
+	if (p != MAP_FAILED && prot != ro && mprotect(p, len, prot)) {
+		int err = errno;
+
+		munmap(p, len);
+		errno = err;
+		return MAP_FAILED;
+	}
+	return p;
+}
+
+/* mmap() of descriptor @fd: a dmirror file's (dm_mmap), or passed on. */
+static void *dm_mmap_fd(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	struct dm_file *f = file_get(fd);
+
+	if (!f)
+		return next.mmap(addr, len, prot, flags, fd, off);
+	dm_file_put(f);
+	return dm_mmap(addr, len, prot, flags, fd, off);
+}
+
+/*
+ * Sanitizer runtimes call mmap() while they start, before this library's
+ * constructor and before they can run instrumented code: the path they take
+ * (anonymous memory, or a descriptor not ours) stays uninstrumented.
+ */
+__attribute__((no_sanitize_thread, no_sanitize_address))
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+{
+	if (!next.mmap)
+		next.mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
+	if (fd < 0 || (flags & MAP_ANONYMOUS) ||
+	    (fd < DM_FD_BITS && !((atomic_load(&dm.fds[fd / 64]) >> (fd % 64)) & 1)))
+		return next.mmap(addr, len, prot, flags, fd, off);
+	return dm_mmap_fd(addr, len, prot, flags, fd, off);
+}
+
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+	__attribute__((alias("mmap")));
+
 int ioctl(int fd, unsigned long req, ...)
 {
 	struct dm_file *f;
@@ -388,7 +458,14 @@ int ioctl(int fd, unsigned long req, ...)
 	return 0;
 }
 
-/* Does any descriptor still refer to memfd @st? */
+/*
+ * Does any descriptor still refer to memfd @st?  Each entry is stat()ed
+ * through its /proc/self/fd link, never by number: other threads may be
+ * opening and closing those numbers meanwhile (a number closed under us is
+ * just not found).
+ *
+ * Return: 1 if one does (or /proc cannot tell), else 0.
+ */
 static int still_open(const struct stat *st)
 {
 	DIR *d = opendir("/proc/self/fd");
@@ -399,9 +476,9 @@ static int still_open(const struct stat *st)
 		return 1; /* cannot tell: keep the file */
 	while (!found && (e = readdir(d))) {
 		struct stat s;
-		int fd = atoi(e->d_name);
 
-		if (e->d_name[0] != '.' && fd != dirfd(d) && !fstat(fd, &s))
+		if (e->d_name[0] != '.' && atoi(e->d_name) != dirfd(d) &&
+		    !fstatat(dirfd(d), e->d_name, &s, 0))
 			found = s.st_ino == st->st_ino && s.st_dev == st->st_dev;
 	}
 	closedir(d);

@@ -3,8 +3,9 @@
  * dmirror_uapi.h - the ioctl interface of the kernel's HMM test driver
  * (/dev/hmm_dmirror0..3, lib/test_hmm.c), as an ABI: the numbers and the
  * layout a program built against the kernel's lib/test_hmm_uapi.h passes.
- * libusvm-dmirror.so implements it (README: "Running dmirror programs
- * under usvm"); its tests include this header instead of the kernel's.
+ * libusvm-dmirror.so implements it (README: "Running kernel HMM test
+ * programs (dmirror)"); its tests include this header instead of the
+ * kernel's.
  */
 #ifndef USVM_DMIRROR_UAPI_H
 #define USVM_DMIRROR_UAPI_H

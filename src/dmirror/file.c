@@ -88,7 +88,6 @@ static int excl_reserve(struct dm_file *f)
 
 int dm_excl_add(struct dm_file *f, uintptr_t start, uintptr_t end)
 {
-	size_t i;
 	int err;
 
 	pthread_mutex_lock(&f->lock);
@@ -96,7 +95,8 @@ int dm_excl_add(struct dm_file *f, uintptr_t start, uintptr_t end)
 	if (!err)
 		err = excl_cut(f, start, end);
 	if (!err) {
-		i = excl_lower_bound(f, start);
+		size_t i = excl_lower_bound(f, start);
+
 		memmove(&f->excl[i + 1], &f->excl[i], (f->nexcl - i) * sizeof(f->excl[0]));
 		f->excl[i] = (struct dm_span){ start, end };
 		f->nexcl++;

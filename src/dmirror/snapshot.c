@@ -13,8 +13,10 @@
  *   not present (never touched, swapped)  PROT_NONE
  *   the zero page                         ZERO | READ
  *   present                               WRITE when the mapping is writable and
- *                                         the page is the process's own (not
- *                                         shared copy-on-write), else READ;
+ *                                         shared, or private and the page is the
+ *                                         process's own anonymous page (not
+ *                                         shared copy-on-write, not the file's
+ *                                         page cache), else READ;
  *                                         | PMD (THP, 2 MiB hugetlb) or PUD (1 GiB)
  */
 #include <errno.h>
@@ -38,14 +40,19 @@
 struct page_region {
 	uint64_t start, end, categories;
 };
+/* The kernel's layout: every member counts, used or not. */
 struct pm_scan_arg {
+	/* cppcheck-suppress unusedStructMember */
 	uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+	/* cppcheck-suppress unusedStructMember */
 	uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
 };
 #endif
 
-/* /proc/self/pagemap: bit 56, the page is mapped by this process only. */
+/* /proc/self/pagemap: bit 56, the page is mapped by this process only;
+ * bit 61, a page cache or shared anonymous page. */
 #define PM_MMAP_EXCLUSIVE (1ull << 56)
+#define PM_FILE (1ull << 61)
 #define PM_PRESENT (1ull << 63)
 
 /* PAGEMAP_SCAN categories of every page of [a, b) into @cat. */
@@ -109,7 +116,8 @@ static uint8_t cpu_byte(const struct dev_vma *v, uint64_t cat, uint64_t pme)
 		b = HMM_DMIRROR_PROT_ZERO | HMM_DMIRROR_PROT_READ;
 	else if (!(cat & PAGE_IS_PRESENT))
 		return HMM_DMIRROR_PROT_NONE;
-	else if ((v->prot & PROT_WRITE) && (v->shared || (pme & PM_MMAP_EXCLUSIVE)))
+	else if ((v->prot & PROT_WRITE) &&
+		 (v->shared || ((pme & PM_MMAP_EXCLUSIVE) && !(pme & PM_FILE))))
 		b = HMM_DMIRROR_PROT_WRITE;
 	else
 		b = HMM_DMIRROR_PROT_READ;
@@ -145,7 +153,7 @@ static int describe(struct dm_file *f, const struct dev_vma *v, uintptr_t a, uin
 			out[i] = HMM_DMIRROR_PROT_NONE;
 		else
 			out[i] = HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL |
-				 (v->prot & PROT_WRITE ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ) |
+				 ((v->prot & PROT_WRITE) ? HMM_DMIRROR_PROT_WRITE : HMM_DMIRROR_PROT_READ) |
 				 (block ? HMM_DMIRROR_PROT_PMD : 0);
 	}
 out:

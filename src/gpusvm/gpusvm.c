@@ -200,8 +200,11 @@ static struct usvm_gpusvm_notifier *notifier_get(struct usvm_gpusvm *svm, uintpt
 }
 
 /* The largest aligned chunk around @addr inside the memory and notifier @n,
- * not overlapping an existing range (drm_gpusvm_range_chunk_size).  0 or
- * -EINVAL; regions_lock held. */
+ * not overlapping an existing range (drm_gpusvm_range_chunk_size); regions_lock
+ * held.  Return: 0, or -EFAULT when not even @addr's page fits: an munmap
+ * event marks pages unmapped under regions_lock held for reading, so the page
+ * the caller checked may have been unmapped since (hmm_range_fault's
+ * -EFAULT, no VMA). */
 static int pick_chunk(struct usvm_gpusvm *svm, struct usvm_gpusvm_notifier *n, uintptr_t addr,
 		      uintptr_t *start, uintptr_t *end)
 {
@@ -218,7 +221,7 @@ static int pick_chunk(struct usvm_gpusvm *svm, struct usvm_gpusvm_notifier *n, u
 			continue;
 		return 0;
 	}
-	return -EINVAL;
+	return -EFAULT;
 }
 
 static struct usvm_gpusvm_range *range_new(struct usvm_gpusvm_notifier *n, uintptr_t start,

@@ -86,7 +86,8 @@ int usvm_gpusvm_init(struct usvm_gpusvm *svm, const char *name, struct usvm_mm *
 		     const struct usvm_gpusvm_ops *ops, void *driver);
 void usvm_gpusvm_fini(struct usvm_gpusvm *svm);
 
-/* driver_lock held.  Return a range, or NULL with *err (-EFAULT, -EINVAL). */
+/* driver_lock held.  Return a range, or NULL with *err: -EFAULT (nothing mapped
+ * at @fault_addr, maybe unmapped meanwhile), -EAGAIN (collect first), -ENOMEM. */
 struct usvm_gpusvm_range *usvm_gpusvm_range_find_or_insert(struct usvm_gpusvm *svm,
 							   uintptr_t fault_addr, int *err);
 /* The range holding @addr, or NULL; notifier_lock held. */

@@ -14,7 +14,9 @@
  *    command: EINVAL; a bad command pointer or buffer pointer: EFAULT, and
  *    nothing crashes; a failed command writes nothing back;
  *  - two files of node 0 share its device memory; RELEASE and FLAGS return
- *    zero counters.
+ *    zero counters;
+ *  - mmap() of the device file (hmm-tests mixedmap): zeroed pages mapped at
+ *    once, read-only in a private mapping until written.
  */
 #include "dm_test.h"
 
@@ -143,6 +145,48 @@ static void shared_node(int fd)
 	buf_free(b);
 }
 
+/*
+ * hmm-tests mixedmap: mmap() of the device file maps zeroed pages at once;
+ * in a private mapping they are read-only until written (SNAPSHOT READ).
+ */
+static void mixedmap(int fd)
+{
+	struct buf *b = buf_new(1, PROT_READ | PROT_WRITE, 0);
+	uint8_t *m = malloc(4);
+	void *mirror = b->mirror;
+	size_t i;
+	int *p;
+
+	printf("  mixedmap: mmap() of the device file\n");
+	munmap(b->ptr, b->size);
+	p = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
+	CHECK(p != MAP_FAILED && m, "mmap of the device: %s", strerror(errno));
+	b->ptr = p;
+	b->size = 4 * PAGE;
+	b->mirror = m;
+	CHECK_CMD(fd, HMM_DMIRROR_SNAPSHOT, b, 4, 4, 0);
+	for (i = 0; i < 4; i++)
+		CHECK(m[i] == HMM_DMIRROR_PROT_READ, "m[%zu] %#x", i, m[i]);
+	p[0] = 5;
+	CHECK_CMD(fd, HMM_DMIRROR_SNAPSHOT, b, 4, 4, 0);
+	CHECK(m[0] == HMM_DMIRROR_PROT_WRITE && m[1] == HMM_DMIRROR_PROT_READ, "written: %#x %#x",
+	      m[0], m[1]);
+	b->mirror = mirror = realloc(mirror, b->size);
+	CHECK_CMD(fd, HMM_DMIRROR_READ, b, 4, 4, 1);
+	CHECK(((int *)mirror)[0] == 5, "device read %d", ((int *)mirror)[0]);
+	for (i = 1; i < b->size / sizeof(int); i++)
+		CHECK(((int *)mirror)[i] == 0, "not zero at %zu", i);
+	buf_free(b);
+	free(m);
+	/* Shared: the pages are writable at once. */
+	p = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 8 * PAGE);
+	CHECK(p != MAP_FAILED, "mmap shared: %s", strerror(errno));
+	CHECK_RET(ioctl(fd, HMM_DMIRROR_SNAPSHOT, &(struct hmm_dmirror_cmd){
+		.addr = (uintptr_t)p, .ptr = (uintptr_t)&i, .npages = 2 }) ? -errno : 0, 0);
+	CHECK(((uint8_t *)&i)[0] == HMM_DMIRROR_PROT_WRITE, "shared %#x", ((uint8_t *)&i)[0]);
+	munmap(p, 2 * PAGE);
+}
+
 int main(void)
 {
 	int fd;
@@ -153,6 +197,7 @@ int main(void)
 	fd = dm_open(0);
 	bad_args(fd);
 	shared_node(fd);
+	mixedmap(fd);
 	CHECK(close(fd) == 0, "close");
 	printf("ok\n");
 	return 0;

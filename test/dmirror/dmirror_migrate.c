@@ -14,10 +14,13 @@
  *  - MIGRATE_TO_SYS counts and moves only this device's pages;
  *  - RELEASE brings everything home; FLAGS(FAIL_ALLOC): the migration falls
  *    back to small device allocations (no PMD in the snapshot) and works;
- *  - shared anonymous memory: -ENOENT; PROT_NONE or a hole: -EINVAL;
- *    a page on the other device stays there: -ENOENT;
- *  - double_map: both devices read; after a migration to device 1,
- *    device 0 reads with one fault round (the pages come home first).
+ *  - shared anonymous memory: -ENOENT; migrate_mixed: PROT_NONE: -EINVAL;
+ *    read-only private pages (the zero page too) migrate as the kernel
+ *    migrates them and stay read-only (a CPU write still faults); a page on
+ *    the other device stays there: -ENOENT;
+ *  - double_map: read-only memory read by both devices; after a migration
+ *    to device 1, device 0 reads with one fault round (the pages come home
+ *    first).
  */
 #include "dm_test.h"
 
@@ -157,69 +160,129 @@ static void release_and_flags(void)
 	buf_free(b);
 }
 
+/* A child that writes *@p must die of SIGSEGV (the page is read-only). */
+static void check_write_faults(int *p)
+{
+	int status;
+	pid_t pid = fork();
+
+	CHECK(pid >= 0, "fork");
+	if (!pid) {
+		signal(SIGSEGV, SIG_DFL);
+		*(volatile int *)p = 1;
+		_exit(0);
+	}
+	CHECK(waitpid(pid, &status, 0) == pid && WIFSIGNALED(status) &&
+	      WTERMSIG(status) == SIGSEGV, "a write to read-only memory did not fault (%#x)",
+	      status);
+}
+
 static void migrate_refused(void)
 {
 	struct buf *b = buf_new(NPAGES, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS);
-	struct buf *p;
-	int *ptr;
 
-	printf("  migrate_shared, migrate_mixed\n");
+	printf("  migrate_shared\n");
 	fill(b->ptr, b->size, 7);
 	CHECK_RET(dm_cmd(fd0, HMM_DMIRROR_MIGRATE_TO_DEV, b, NPAGES), -ENOENT);
 	CHECK_FILL(b->ptr, b->size, 7);
 	buf_free(b);
-
-	/* hmm-tests migrate_mixed, on 6 pages reserved PROT_NONE. */
-	p = buf_new(6, PROT_NONE, 0);
-	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, p, 6), -EINVAL);
-	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_MIGRATE_TO_SYS, p, 6), -EINVAL);
-	CHECK(mprotect((char *)p->ptr + 2 * PAGE, 4 * PAGE, PROT_READ | PROT_WRITE) == 0, "mprot");
-	ptr = (int *)((char *)p->ptr + 3 * PAGE);
-	*ptr = 3;
-	CHECK(mprotect((char *)p->ptr + 2 * PAGE, 2 * PAGE, PROT_READ) == 0, "mprotect");
-	*(int *)((char *)p->ptr + 4 * PAGE) = 4;
-	*(int *)((char *)p->ptr + 5 * PAGE) = 5;
-	/* Pages 0-1 PROT_NONE: -EINVAL. */
-	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, p, 3), -EINVAL);
-	/* Pages 4-5 (read-write) to device 1. */
-	p->ptr = (char *)p->ptr + 4 * PAGE;
-	CHECK_CMD(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, p, 2, 2, 0);
-	CHECK(((int *)p->mirror)[0] == 4 && ((int *)p->mirror)[PAGE / 4] == 5, "read back");
-	/* Page 5 is on device 1: device 0 does not take it (-ENOENT). */
-	p->ptr = (char *)p->ptr + PAGE;
-	CHECK_RET(dm_cmd(fd0, HMM_DMIRROR_MIGRATE_TO_DEV, p, 1), -ENOENT);
-	/* Pages 2-3 are read-only: usvm migrates only read-write memory. */
-	p->ptr = (char *)p->ptr - 3 * PAGE;
-	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, p, 2), -ENOENT);
-	CHECK(*ptr == 3, "read-only page changed");
-	p->ptr = (char *)p->ptr - 2 * PAGE;
-	CHECK(*(int *)((char *)p->ptr + 5 * PAGE) == 5, "page 5");
-	buf_free(p);
 }
 
+/*
+ * hmm-tests migrate_mixed, on 6 pages reserved PROT_NONE: PROT_NONE or a
+ * hole: -EINVAL; a read-only zero page, a read-only page and two
+ * read-write pages all migrate (cpages 4) and keep their protections; a
+ * page on the other device stays there: -ENOENT.
+ */
+static void migrate_mixed(void)
+{
+	struct buf *p = buf_new(6, PROT_NONE, 0);
+	char *base = p->ptr;
+	uint8_t *m = malloc(4);
+	void *mirror = p->mirror;
+	int *ptr = (int *)(base + 3 * PAGE), val;
+
+	printf("  migrate_mixed\n");
+	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, p, 6), -EINVAL);
+	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_MIGRATE_TO_SYS, p, 6), -EINVAL);
+	CHECK(mprotect(base + 2 * PAGE, PAGE, PROT_READ) == 0, "mprotect");
+	val = *(int *)(base + 2 * PAGE) + 3; /* the zero page */
+	CHECK(mprotect(base + 3 * PAGE, PAGE, PROT_READ | PROT_WRITE) == 0, "mprotect");
+	*ptr = val;
+	CHECK(mprotect(base + 3 * PAGE, PAGE, PROT_READ) == 0, "mprotect");
+	CHECK(mprotect(base + 4 * PAGE, 2 * PAGE, PROT_READ | PROT_WRITE) == 0, "mprotect");
+	*(int *)(base + 4 * PAGE) = val;
+	*(int *)(base + 5 * PAGE) = val;
+	/* Pages 0-1 PROT_NONE: -EINVAL. */
+	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, p, 3), -EINVAL);
+	p->ptr = base + 2 * PAGE;
+	CHECK_CMD(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, p, 4, 4, 0);
+	CHECK(((int *)p->mirror)[0] == 0 && ((int *)p->mirror)[PAGE / 4] == 3 &&
+	      ((int *)p->mirror)[2 * PAGE / 4] == 3 && ((int *)p->mirror)[3 * PAGE / 4] == 3,
+	      "read back");
+	p->mirror = m;
+	CHECK_CMD(fd1, HMM_DMIRROR_SNAPSHOT, p, 4, 4, 0);
+	CHECK(m[0] == (HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_READ) &&
+	      m[1] == (HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_READ) &&
+	      m[2] == (HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE) &&
+	      m[3] == (HMM_DMIRROR_PROT_DEV_PRIVATE_LOCAL | HMM_DMIRROR_PROT_WRITE),
+	      "snapshot %#x %#x %#x %#x", m[0], m[1], m[2], m[3]);
+	p->mirror = mirror;
+	/* Page 5 is on device 1: device 0 does not take it (-ENOENT). */
+	p->ptr = base + 5 * PAGE;
+	CHECK_RET(dm_cmd(fd0, HMM_DMIRROR_MIGRATE_TO_DEV, p, 1), -ENOENT);
+	/* The read-only pages stayed read-only, with their data. */
+	p->ptr = base + 2 * PAGE;
+	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_WRITE, p, 2), -EPERM);
+	CHECK(*ptr == 3 && *(int *)(base + 2 * PAGE) == 0, "read-only pages changed");
+	check_write_faults(ptr);
+	check_write_faults((int *)(base + 2 * PAGE));
+	CHECK(*(int *)(base + 5 * PAGE) == 3, "page 5");
+	p->ptr = base;
+	buf_free(p);
+	free(m);
+}
+
+/*
+ * hmm-tests double_map: read-only memory read by both devices (one fault
+ * round each), migrated to device 1, read by device 0 (one fault round
+ * brings the pages home first).
+ */
 static void double_map(void)
 {
 	struct buf *b = buf_new(6, PROT_READ | PROT_WRITE, 0);
 
 	printf("  double_map\n");
 	fill(b->ptr, b->size, 8);
+	CHECK(mprotect(b->ptr, b->size, PROT_READ) == 0, "mprotect");
 	CHECK_CMD(fd0, HMM_DMIRROR_READ, b, 6, 6, 1);
 	CHECK_FILL(b->mirror, b->size, 8);
 	CHECK_CMD(fd1, HMM_DMIRROR_READ, b, 6, 6, 1);
 	CHECK_FILL(b->mirror, b->size, 8);
+	memset(b->mirror, 0, b->size);
 	CHECK_CMD(fd1, HMM_DMIRROR_MIGRATE_TO_DEV, b, 6, 6, 0);
-	/* Device 0's translations went with the migration: one fault round
-	 * brings the pages home from device 1. */
+	CHECK_FILL(b->mirror, b->size, 8);
 	memset(b->mirror, 0, b->size);
 	CHECK_CMD(fd0, HMM_DMIRROR_READ, b, 6, 6, 1);
 	CHECK_FILL(b->mirror, b->size, 8);
 	CHECK_CMD(fd1, HMM_DMIRROR_MIGRATE_TO_SYS, b, 6, 0, 0);
-	/* Read-only now: mprotect() does not take translations away (usvm
-	 * is not told), the MMU refuses what it must at each access. */
+	check_write_faults(b->ptr);
+	CHECK_FILL(b->ptr, b->size, 8);
+	buf_free(b);
+
+	/* Read-write memory both devices mapped, then made read-only:
+	 * mprotect() does not take translations away (usvm is not told), the
+	 * MMU refuses what it must at each access. */
+	b = buf_new(6, PROT_READ | PROT_WRITE, 0);
+	fill(b->ptr, b->size, 9);
+	CHECK_CMD(fd0, HMM_DMIRROR_READ, b, 6, 6, 1);
+	CHECK_CMD(fd1, HMM_DMIRROR_READ, b, 6, 6, 1);
 	CHECK(mprotect(b->ptr, b->size, PROT_READ) == 0, "mprotect");
 	CHECK_CMD(fd0, HMM_DMIRROR_READ, b, 6, 6, 0);
-	CHECK_CMD(fd1, HMM_DMIRROR_READ, b, 6, 6, 1);
-	CHECK_FILL(b->mirror, b->size, 8);
+	CHECK_CMD(fd1, HMM_DMIRROR_READ, b, 6, 6, 0);
+	CHECK_FILL(b->mirror, b->size, 9);
+	CHECK_RET(dm_cmd(fd1, HMM_DMIRROR_WRITE, b, 6), -EPERM);
+	CHECK_FILL(b->ptr, b->size, 9);
 	buf_free(b);
 }
 
@@ -235,6 +298,7 @@ int main(void)
 	migrate_to_sys_own();
 	release_and_flags();
 	migrate_refused();
+	migrate_mixed();
 	double_map();
 	CHECK(close(fd0) == 0 && close(fd1) == 0 && close(fd0b) == 0, "close");
 	printf("ok\n");

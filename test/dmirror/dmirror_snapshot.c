@@ -13,7 +13,9 @@
  *    system memory, where the kernel gave one: WRITE|PMD, then READ|PMD
  *    after mprotect(PROT_READ);
  *  - after fork(), pages the parent wrote again (copy-on-write broken):
- *    WRITE; pages still shared with the child: READ.
+ *    WRITE; pages still shared with the child: READ;
+ *  - a private file mapping: page cache pages READ, the program's own
+ *    copies WRITE; a device write copies on write (the file is unchanged).
  */
 #include "dm_test.h"
 
@@ -159,6 +161,51 @@ static void cow(void)
 	buf_free(b);
 }
 
+/*
+ * A private file mapping: page cache pages are read-only there (READ), a
+ * page the program wrote is its own (WRITE); a device WRITE (in place)
+ * copies on write like the CPU: the file keeps its bytes.
+ */
+static void private_file(void)
+{
+	char path[] = "/tmp/dmirror-snap-XXXXXX";
+	int ffd = mkstemp(path), *p;
+	struct buf *b = buf_new(1, PROT_READ | PROT_WRITE, 0);
+	uint8_t *m = malloc(4);
+	int file0 = 0;
+	void *mirror = b->mirror;
+
+	printf("  a private file mapping\n");
+	CHECK(ffd >= 0 && m, "mkstemp");
+	unlink(path);
+	CHECK(pwrite(ffd, "\x07\0\0\0", 4, 0) == 4 && ftruncate(ffd, 4 * PAGE) == 0, "file");
+	munmap(b->ptr, b->size);
+	p = mmap(NULL, 4 * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE, ffd, 0);
+	CHECK(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	b->ptr = p;
+	b->size = 4 * PAGE;
+	CHECK(p[0] == 7, "file data");
+	p[PAGE / 4] = 8;
+	b->mirror = m;
+	CHECK_CMD(fd0, HMM_DMIRROR_SNAPSHOT, b, 4, 4, 0);
+	CHECK(m[0] == HMM_DMIRROR_PROT_READ, "page cache page: m[0] %#x", m[0]);
+	CHECK(m[1] == HMM_DMIRROR_PROT_WRITE, "written page: m[1] %#x", m[1]);
+	/* Never touched: absent, or mapped read-only by fault-around. */
+	CHECK(m[3] == HMM_DMIRROR_PROT_NONE || m[3] == HMM_DMIRROR_PROT_READ, "m[3] %#x", m[3]);
+	b->mirror = mirror = realloc(mirror, PAGE);
+	fill(b->mirror, PAGE, 100);
+	CHECK_CMD(fd0, HMM_DMIRROR_WRITE, b, 1, 1, 1);
+	CHECK_FILL(p, PAGE, 100);
+	CHECK(pread(ffd, &file0, 4, 0) == 4 && file0 == 7, "the device wrote the file: %d", file0);
+	b->mirror = m;
+	CHECK_CMD(fd0, HMM_DMIRROR_SNAPSHOT, b, 4, 4, 0);
+	CHECK(m[0] == HMM_DMIRROR_PROT_WRITE, "copied on write: m[0] %#x", m[0]);
+	b->mirror = mirror;
+	close(ffd);
+	free(m);
+	buf_free(b);
+}
+
 int main(void)
 {
 	dm_test_init("dmirror_snapshot", 300);
@@ -168,6 +215,7 @@ int main(void)
 	faults_nothing();
 	huge();
 	cow();
+	private_file();
 	CHECK(close(fd0) == 0 && close(fd1) == 0, "close");
 	printf("ok\n");
 	return 0;
