@@ -19,31 +19,7 @@
 #include "device.h"
 #include "mm/mm.h"
 
-/* PROCMAP_QUERY (include/uapi/linux/fs.h, Linux 6.11), for older headers. */
-#ifndef PROCMAP_QUERY
-struct procmap_query {
-	uint64_t size;
-	uint64_t query_flags;
-	uint64_t query_addr;
-	uint64_t vma_start;
-	uint64_t vma_end;
-	uint64_t vma_flags;
-	uint64_t vma_page_size;
-	uint64_t vma_offset;
-	uint64_t inode;
-	uint32_t dev_major;
-	uint32_t dev_minor;
-	uint32_t vma_name_size;
-	uint32_t build_id_size;
-	uint64_t vma_name_addr;
-	uint64_t build_id_addr;
-};
-#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
-#define PROCMAP_QUERY_VMA_READABLE 0x01
-#define PROCMAP_QUERY_VMA_WRITABLE 0x02
-#define PROCMAP_QUERY_VMA_EXECUTABLE 0x04
-#define PROCMAP_QUERY_VMA_SHARED 0x08
-#endif
+#include "mm/procmap.h"
 
 /*
  * The /proc/self/maps file PROCMAP_QUERY is asked through.  /proc/self is

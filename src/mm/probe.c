@@ -14,30 +14,7 @@
 #include "mm.h"
 #include "uffd.h"
 
-/* PROCMAP_QUERY (Linux 6.11, include/uapi/linux/fs.h), for older headers. */
-#ifndef PROCMAP_QUERY
-struct procmap_query {
-	uint64_t size;
-	uint64_t query_flags;
-	uint64_t query_addr;
-	uint64_t vma_start;
-	uint64_t vma_end;
-	uint64_t vma_flags;
-	uint64_t vma_page_size;
-	uint64_t vma_offset;
-	uint64_t inode;
-	uint32_t dev_major;
-	uint32_t dev_minor;
-	uint32_t vma_name_size;
-	uint32_t build_id_size;
-	uint64_t vma_name_addr;
-	uint64_t build_id_addr;
-};
-#define PROCMAP_QUERY _IOWR('f', 17, struct procmap_query)
-#define PROCMAP_QUERY_VMA_READABLE 0x01
-#define PROCMAP_QUERY_VMA_WRITABLE 0x02
-#define PROCMAP_QUERY_VMA_SHARED 0x08
-#endif
+#include "procmap.h"
 
 /* Special anonymous mappings that are not the program's data. */
 static int special_name(const char *name)
