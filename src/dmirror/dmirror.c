@@ -326,7 +326,7 @@ static mode_t open_mode(int flags, va_list ap)
 	return (flags & (O_CREAT | __O_TMPFILE)) ? va_arg(ap, mode_t) : 0;
 }
 
-int open(const char *path, int flags, ...)
+static int dm_sys_open(const char *path, int flags, ...)
 {
 	va_list ap;
 	mode_t mode;
@@ -340,7 +340,7 @@ int open(const char *path, int flags, ...)
 	return next.open(path, flags, mode);
 }
 
-int openat(int dirfd, const char *path, int flags, ...)
+static int dm_sys_openat(int dirfd, const char *path, int flags, ...)
 {
 	va_list ap;
 	mode_t mode;
@@ -354,23 +354,18 @@ int openat(int dirfd, const char *path, int flags, ...)
 	return next.openat(dirfd, path, flags, mode);
 }
 
-/* Large-file and fortified entry points: open() is already 64-bit here. */
-int open64(const char *path, int flags, ...) __attribute__((alias("open")));
-int openat64(int dirfd, const char *path, int flags, ...) __attribute__((alias("openat")));
 
-int __open_2(const char *path, int flags)
+static int dm_sys_open_2(const char *path, int flags)
 {
-	return open(path, flags);
+	return dm_sys_open(path, flags);
 }
 
-int __open64_2(const char *path, int flags) __attribute__((alias("__open_2")));
 
-int __openat_2(int dirfd, const char *path, int flags)
+static int dm_sys_openat_2(int dirfd, const char *path, int flags)
 {
-	return openat(dirfd, path, flags);
+	return dm_sys_openat(dirfd, path, flags);
 }
 
-int __openat64_2(int dirfd, const char *path, int flags) __attribute__((alias("__openat_2")));
 
 /*
  * mmap() of a dmirror descriptor (the driver's mmap, hmm-tests mixedmap):
@@ -424,7 +419,7 @@ static void *dm_mmap_fd(void *addr, size_t len, int prot, int flags, int fd, off
  * (anonymous memory, or a descriptor not ours) stays uninstrumented.
  */
 __attribute__((no_sanitize_thread, no_sanitize_address))
-void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+static void *dm_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
 	if (!next.mmap)
 		next.mmap = (void *(*)(void *, size_t, int, int, int, off_t))dlsym(RTLD_NEXT, "mmap");
@@ -434,10 +429,8 @@ void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 	return dm_mmap_fd(addr, len, prot, flags, fd, off);
 }
 
-void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off)
-	__attribute__((alias("mmap")));
 
-int ioctl(int fd, unsigned long req, ...)
+static int dm_sys_ioctl(int fd, unsigned long req, ...)
 {
 	struct dm_file *f;
 	va_list ap;
@@ -485,7 +478,7 @@ static int still_open(const struct stat *st)
 	return found;
 }
 
-int close(int fd)
+static int dm_sys_close(int fd)
 {
 	struct dm_file *f;
 	struct stat st;
@@ -505,3 +498,23 @@ int close(int fd)
 	}
 	return ret;
 }
+
+/*
+ * The C library's names, bound to the functions above: entry points the
+ * dynamic linker finds before libc's (src/dmirror/dmirror.map exports just
+ * these), never functions usvm calls.  The large-file and fortified
+ * variants are the same functions: open() is 64-bit here already.
+ */
+#define DM_ALIAS(f) __attribute__((alias(#f)))
+int open(const char *path, int flags, ...) DM_ALIAS(dm_sys_open);
+int open64(const char *path, int flags, ...) DM_ALIAS(dm_sys_open);
+int openat(int dirfd, const char *path, int flags, ...) DM_ALIAS(dm_sys_openat);
+int openat64(int dirfd, const char *path, int flags, ...) DM_ALIAS(dm_sys_openat);
+int __open_2(const char *path, int flags) DM_ALIAS(dm_sys_open_2);
+int __open64_2(const char *path, int flags) DM_ALIAS(dm_sys_open_2);
+int __openat_2(int dirfd, const char *path, int flags) DM_ALIAS(dm_sys_openat_2);
+int __openat64_2(int dirfd, const char *path, int flags) DM_ALIAS(dm_sys_openat_2);
+void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) DM_ALIAS(dm_sys_mmap);
+void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) DM_ALIAS(dm_sys_mmap);
+int ioctl(int fd, unsigned long req, ...) DM_ALIAS(dm_sys_ioctl);
+int close(int fd) DM_ALIAS(dm_sys_close);
