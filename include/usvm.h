@@ -321,6 +321,27 @@ int usvm_discard(struct usvm_mm *mm, void *addr, size_t len);
  */
 int usvm_prefetch(struct usvm_mm *mm, void *addr, size_t len, struct usvm_pagemap *pagemap);
 
+/* An asynchronous prefetch in flight (usvm_prefetch_async). */
+struct usvm_prefetch_req;
+
+/**
+ * usvm_prefetch_async() - usvm_prefetch() on a thread of its own
+ * (cudaMemPrefetchAsync with its stream): returns at once, the migration
+ * runs meanwhile; the program may touch the range while it does (every byte
+ * stays right; the pages just end up where the last mover put them).
+ * usvm_prefetch_wait() must be called on every handle, in the process
+ * that made it.  The mm and the pagemap stay alive until then.
+ * Return: 0 and *@out, -EINVAL, -ENODEV, -ENOMEM, -EAGAIN (no thread).
+ */
+int usvm_prefetch_async(struct usvm_mm *mm, void *addr, size_t len,
+			struct usvm_pagemap *pagemap, struct usvm_prefetch_req **out);
+/**
+ * usvm_prefetch_wait() - wait for @req and free it.
+ * Return: what usvm_prefetch() would have returned; -ENODEV in a fork child
+ * for its parent's request (which is not freed there).
+ */
+int usvm_prefetch_wait(struct usvm_prefetch_req *req);
+
 #define USVM_RANGE_MAX_LOCATIONS 8
 
 /* What usvm_range_attr() reports (cudaMemRangeGetAttributes).  A location
