@@ -286,7 +286,10 @@ enum usvm_advice {
 	 * access) instead of migrating it on access. */
 	USVM_ADVISE_ACCESSED_BY,
 	USVM_ADVISE_UNSET_ACCESSED_BY,
-	/* Read duplication: not implemented (-EOPNOTSUPP). */
+	/* Read duplication (cudaMemAdviseSetReadMostly): a device read fault
+	 * makes a read-only device copy instead of migrating; the CPU keeps
+	 * its pages, write-protected (userfaultfd WP) while copies exist; any
+	 * write, CPU or device, collapses the copies first.  @target unused. */
 	USVM_ADVISE_READ_MOSTLY,
 	USVM_ADVISE_UNSET_READ_MOSTLY,
 };
@@ -297,8 +300,8 @@ enum usvm_advice {
  * follows the addresses until unset, or until the memory is freed or
  * unregistered; a pagemap named in advice stays alive until then.
  * Return: 0, -EINVAL (bad advice or range), -EFAULT (not managed),
- * -ENOSPC (8 devices accessing already), -EOPNOTSUPP (READ_MOSTLY),
- * -ENOMEM, -ENODEV (a fork child).
+ * -ENOSPC (8 devices accessing already), -EOPNOTSUPP (READ_MOSTLY on a
+ * kernel without userfaultfd write-protect), -ENOMEM, -ENODEV (a fork child).
  */
 int usvm_advise(struct usvm_mm *mm, void *addr, size_t len, enum usvm_advice advice,
 		void *target);
@@ -353,7 +356,7 @@ struct usvm_range_attrs {
 					   * above and below are then empty) */
 	unsigned int naccessed_by;        /* devices advised on the whole range */
 	struct usvm_device *accessed_by[USVM_RANGE_MAX_LOCATIONS];
-	int read_mostly;                  /* always 0 (not implemented) */
+	int read_mostly;                  /* advised read-mostly (the whole range) */
 	struct usvm_pagemap *last_prefetch; /* the same for the whole range, or NULL */
 	int last_prefetch_system;
 	uint64_t bytes_system;            /* in system memory (or never touched) */
@@ -391,6 +394,8 @@ struct usvm_mm_stats {
 	uint64_t events_remove, events_unmap, events_remap;
 	uint64_t device_bytes_dropped;  /* device copies discarded by free/DONTNEED/munmap */
 	uint64_t free_pending_bytes;    /* freed, CPU pages not discarded yet (free_batch) */
+	uint64_t dup_collapses;         /* writes to read-mostly pages that dropped the
+					 * device copies first (write-protect faults) */
 	int uffd_mode;                  /* enum usvm_uffd_mode in use */
 };
 
@@ -430,6 +435,7 @@ enum usvm_event_cause {
 	USVM_CAUSE_UNMAP,       /* invalidations: munmap, free */
 	USVM_CAUSE_DISCARD,     /* invalidations: MADV_DONTNEED and friends */
 	USVM_CAUSE_MIGRATE,     /* invalidations: the pages are about to move */
+	USVM_CAUSE_WRITE,       /* invalidations: a write collapses read-only copies */
 	USVM_CAUSE_NR
 };
 
@@ -697,6 +703,7 @@ struct usvm_device_stats {
 	uint64_t thrash_bytes_kept;    /* bytes pinned blocks did not move */
 	uint64_t density_prefetches;   /* faults that migrated their whole 2 MiB block */
 	uint64_t density_prefetch_bytes; /* ... bytes beyond the faulting range */
+	uint64_t dup_copies, dup_bytes; /* read-only copies made (USVM_ADVISE_READ_MOSTLY) */
 };
 
 int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *out);

@@ -2,7 +2,7 @@
 /*
  * advise: usvm_advise(), usvm_prefetch(), usvm_discard(), usvm_range_attr().
  *
- *   - errors: READ_MOSTLY is -EOPNOTSUPP, unknown advice and ACCESSED_BY
+ *   - errors: unknown advice and ACCESSED_BY
  *     without a device -EINVAL, unmanaged memory -EFAULT, empty ranges;
  *   - advice is reported for exactly the range it was given (split, merged,
  *     unset), preferred system memory and accessed-by devices included;
@@ -43,7 +43,6 @@ static void errors(struct usvm_mm *mm, uint8_t *p)
 {
 	void *m = malloc(3 * PAGE);
 
-	CHECK_RET(usvm_advise(mm, p, PAGE, USVM_ADVISE_READ_MOSTLY, NULL), -EOPNOTSUPP);
 	CHECK_RET(usvm_advise(mm, p, PAGE, (enum usvm_advice)77, NULL), -EINVAL);
 	CHECK_RET(usvm_advise(mm, p, PAGE, USVM_ADVISE_ACCESSED_BY, NULL), -EINVAL);
 	CHECK_RET(usvm_advise(mm, p, 0, USVM_ADVISE_PREFERRED_LOCATION, NULL), -EINVAL);

@@ -38,6 +38,7 @@ struct totals {
 	uint64_t device_faults, mig_dev, bytes_dev, mig_ram, bytes_ram;
 	uint64_t by_cpu, evictions, evicted_bytes, other, thrash, cleared, workload_bytes;
 	uint64_t throttles, pins, kept, in_place; /* the policy layer's */
+	uint64_t dups, dup_bytes;
 };
 
 static double phases_time(const struct cli_run *r)
@@ -71,6 +72,8 @@ static void totals_of(const struct cli_run *r, const struct cli_snap *s, struct 
 		t->pins += s->dev[d].thrash_pins;
 		t->kept += s->dev[d].thrash_bytes_kept;
 		t->in_place += s->dev[d].advice_in_place;
+		t->dups += s->dev[d].dup_copies;
+		t->dup_bytes += s->dev[d].dup_bytes;
 		t->cleared += s->pm[d].pages_cleared;
 	}
 	t->other = t->mig_ram - t->by_cpu - t->evictions;
@@ -190,6 +193,13 @@ void report_table(struct cli_run *r, const struct cli_snap *s, FILE *f)
 			row(f, "  failed / skipped", tv, NULL, 0);
 		}
 	}
+	if (s->mm.dup_collapses || t.dups) {
+		for (d = 0; d < r->ndev; d++)
+			fmt_migr(dv[d], sizeof(dv[d]), s->dev[d].dup_copies, s->dev[d].dup_bytes);
+		row(f, "read-only copies", fmt_migr(tv, sizeof(tv), t.dups, t.dup_bytes),
+		    dp, r->ndev);
+		row(f, "  collapsed by writes", fmt_count(tv, sizeof(tv), s->mm.dup_collapses), NULL, 0);
+	}
 	if (t.in_place) {
 		for (d = 0; d < r->ndev; d++)
 			fmt_count(dv[d], sizeof(dv[d]), s->dev[d].advice_in_place);
@@ -224,7 +234,7 @@ static void json_mm(struct json *j, const struct usvm_mm_stats *m)
 	U(migrations_to_dev); U(bytes_to_dev); U(ns_to_dev);
 	U(allocs); U(frees); U(live_allocs); U(live_bytes); U(registered_ranges);
 	U(events_remove); U(events_unmap); U(events_remap); U(device_bytes_dropped);
-	U(free_pending_bytes);
+	U(free_pending_bytes); U(dup_collapses);
 #undef U
 	json_obj_end(j);
 }
@@ -253,7 +263,8 @@ static void json_dev(struct json *j, const struct usvm_device_stats *s)
 	U(invalidations); U(bytes_mapped_system); U(bytes_mapped_device); U(bytes_mapped_peer);
 	U(atomics); U(bytes_read); U(bytes_written);
 	U(advice_in_place); U(thrash_events); U(thrash_throttles); U(thrash_pins);
-	U(thrash_bytes_kept);
+	U(thrash_bytes_kept); U(density_prefetches); U(density_prefetch_bytes); U(dup_copies);
+	U(dup_bytes);
 #undef U
 	json_obj_end(j);
 }
@@ -339,6 +350,9 @@ void report_json(struct cli_run *r, const struct cli_snap *s, FILE *f)
 	json_u64(&j, "thrash_pins", t.pins);
 	json_u64(&j, "thrash_bytes_kept", t.kept);
 	json_u64(&j, "advice_in_place", t.in_place);
+	json_u64(&j, "dup_copies", t.dups);
+	json_u64(&j, "dup_bytes", t.dup_bytes);
+	json_u64(&j, "dup_collapses", s->mm.dup_collapses);
 	json_u64(&j, "prefetch_calls", s->pf.calls);
 	json_u64(&j, "prefetch_bytes_requested", s->pf.bytes);
 	json_u64(&j, "prefetch_bytes_to_device", s->pf.to_dev);

@@ -73,6 +73,7 @@ struct usvm_device {
 		_Atomic uint64_t bytes_mapped_system, bytes_mapped_device, bytes_mapped_peer;
 		_Atomic uint64_t atomics, atomics_elsewhere, bytes_read, bytes_written;
 		_Atomic uint64_t advice_in_place, density_prefetches, density_prefetch_bytes;
+		_Atomic uint64_t dup_copies, dup_bytes;
 	} st;
 	unsigned int prefetch_threshold;  /* USVM_PREFETCH_THRESHOLD, percent; 0: off */
 	struct thrash_stats thrash;
@@ -495,6 +496,59 @@ out_put:
 	return again;
 }
 
+/*
+ * Read duplication (DOC: Read duplication, src/mm/advise.c): give @r a
+ * read-only copy instead of migrating it.  Its pages come home and are made
+ * present, then write-protected, then copied; the copy is published only
+ * if nothing invalidated the range meanwhile (a write collapses copies by
+ * invalidating).  driver_lock held.  Return: 0 (the range has a copy), or
+ * -errno: the caller maps or migrates it as usual.
+ */
+static int make_dup(struct usvm_device *dev, struct usvm_gpusvm_range *r)
+{
+	size_t len = r->end - r->start;
+	unsigned long seq;
+	void *buf;
+	int err;
+
+	pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+	err = r->dup ? 0 : -ENOENT;
+	pthread_rwlock_unlock(&dev->svm.notifier_lock);
+	if (!err)
+		return 0;
+	err = mm_range_to_ram(dev->mm, r->start, r->end);
+	if (!err && madvise((void *)r->start, len, MADV_POPULATE_READ))
+		err = -errno;
+	if (err)
+		return err;
+	pthread_rwlock_rdlock(&dev->svm.notifier_lock);
+	seq = r->notifier->seq;
+	pthread_rwlock_unlock(&dev->svm.notifier_lock);
+	err = mm_write_protect(dev->mm, r->start, r->end);
+	buf = err ? NULL : malloc(len);
+	if (!err && !buf)
+		err = -ENOMEM;
+	if (!err)
+		err = guarded_access(buf, (void *)r->start, 0, len);
+	if (err) {
+		free(buf);
+		return err;
+	}
+	pthread_rwlock_wrlock(&dev->svm.notifier_lock);
+	if (r->notifier->seq == seq && !r->unmapped && !r->dup) {
+		r->dup = buf;
+		buf = NULL;
+	}
+	pthread_rwlock_unlock(&dev->svm.notifier_lock);
+	if (buf) {
+		free(buf);
+		return -EAGAIN; /* written or moved meanwhile */
+	}
+	STAT_ADD(dev->st.dup_copies, 1);
+	STAT_ADD(dev->st.dup_bytes, len);
+	return 0;
+}
+
 /* get_pages and bind.  0 (bound), 1 (start over) or a fatal -errno. */
 static int map_range(struct usvm_device *dev, struct usvm_gpusvm_range *r, struct fault_state *f)
 {
@@ -570,6 +624,10 @@ static int device_fault(struct usvm_device *dev, struct usvm_kctx *ctx, uintptr_
 			break;
 		if (range_valid_for(dev, r, va, atomic)) {
 			err = 0; /* another thread served it already */
+			break;
+		}
+		if (ctx && !write && !atomic && mm_read_mostly(dev->mm, va) && !make_dup(dev, r)) {
+			err = 0; /* the access reads the copy */
 			break;
 		}
 		err = maybe_migrate(dev, r, &f, va);
@@ -710,12 +768,14 @@ static int granted_in_place(struct usvm_kctx *ctx, uintptr_t va)
 }
 
 /*
- * Take the translation of @va if it is valid for @a.  Return 1 with the
- * notifier lock held for reading and *@e set; 0 (no valid translation,
- * lock dropped); -EAGAIN (the protections of a device-resident page had to
- * be looked up first, lock dropped: look again); or a fatal -errno.
+ * Take the translation of @va if it is valid for @a.  A plain read may use
+ * the range's read-only copy (read duplication), which then reads as device
+ * memory.  Return 1 with the notifier lock held for reading and *@e set; 0
+ * (no valid translation, lock dropped); -EAGAIN (the protections of a
+ * device-resident page had to be looked up first, lock dropped: look
+ * again); or a fatal -errno.
  */
-static int translate(struct usvm_kctx *ctx, uintptr_t va, int devmem,
+static int translate(struct usvm_kctx *ctx, uintptr_t va, int devmem, int reading,
 		     struct usvm_device_addr *e, struct dev_vma *v)
 {
 	struct usvm_gpusvm *svm = &ctx->dev->svm;
@@ -724,11 +784,17 @@ static int translate(struct usvm_kctx *ctx, uintptr_t va, int devmem,
 	mm_events_settle(ctx->dev->mm);
 	pthread_rwlock_rdlock(&svm->notifier_lock);
 	r = usvm_gpusvm_range_find(svm, va);
-	if (!entry_ok(ctx->dev, r, va, devmem)) {
+	if (r && r->dup && reading && !devmem && !entry_ok(ctx->dev, r, va, devmem)) {
+		uintptr_t page = ALIGN_DOWN_UL(va, USVM_PAGE_SIZE);
+
+		*e = (struct usvm_device_addr){ .addr = (uintptr_t)r->dup + (page - r->start),
+						.proto = USVM_INTERCONNECT_DRIVER };
+	} else if (!entry_ok(ctx->dev, r, va, devmem)) {
 		pthread_rwlock_unlock(&svm->notifier_lock);
 		return 0;
+	} else {
+		*e = r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
 	}
-	*e = r->addrs[(va - r->start) >> USVM_PAGE_SHIFT];
 	if (e->proto == USVM_INTERCONNECT_SYSTEM || vma_cached(ctx, va, v))
 		return 1;
 	/* Device memory: the CPU mapping does not hold it, so look up what
@@ -754,7 +820,7 @@ static int access_page(struct usvm_kctx *ctx, uintptr_t va, size_t len, struct a
 	for (tries = 0;; tries++) {
 		struct usvm_device_addr e;
 		struct dev_vma v;
-		int err = translate(ctx, va, devmem, &e, &v);
+		int err = translate(ctx, va, devmem, a->op == OP_READ, &e, &v);
 
 		if (err == 1)
 			return access_mapped(ctx, &dev->svm, e, &v, va, len, a);
@@ -1277,6 +1343,7 @@ int usvm_device_stats(struct usvm_device *dev, struct usvm_device_stats *o)
 	C(bytes_mapped_system); C(bytes_mapped_device); C(bytes_mapped_peer);
 	C(atomics); C(atomics_elsewhere); C(bytes_read); C(bytes_written);
 	C(advice_in_place); C(density_prefetches); C(density_prefetch_bytes);
+	C(dup_copies); C(dup_bytes);
 #undef C
 	o->thrash_events = STAT_READ(dev->thrash.events);
 	o->thrash_throttles = STAT_READ(dev->thrash.throttles);

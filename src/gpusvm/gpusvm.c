@@ -67,6 +67,8 @@ static void gpusvm_invalidate(struct usvm_mm_notifier *mn, uintptr_t start, uint
 				STAT_ADD(svm->invalidations, 1);
 			r->has_dma_mapping = 0;
 			r->has_devmem_pages = 0;
+			free(r->dup);
+			r->dup = NULL;
 			if (ev == USVM_INVAL_UNMAP) {
 				r->unmapped = 1;
 				if (r->start < start || r->end > end)
@@ -133,6 +135,7 @@ int usvm_gpusvm_init(struct usvm_gpusvm *svm, const char *name, struct usvm_mm *
 
 static void range_free(struct usvm_gpusvm_range *r)
 {
+	free(r->dup);
 	free(r->addrs);
 	free(r);
 }

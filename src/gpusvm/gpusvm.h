@@ -36,6 +36,10 @@ struct usvm_gpusvm_range {
 	int skip_migrate;                   /* policy ONCE: migrated already (driver_lock) */
 	int migrate_devmem;                 /* may be migrated to device memory (immutable) */
 	struct usvm_device_addr *addrs;     /* one per page */
+	/* Read duplication: the driver's read-only copy of the range (malloc'd),
+	 * or NULL.  Set and read under notifier_lock; every invalidation of
+	 * the range frees it (a write, a move or an unmap makes it stale). */
+	void *dup;
 	struct usvm_gpusvm_range *gc_next;
 };
 

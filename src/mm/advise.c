@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "mm.h"
+#include "uffd.h"
 
 static const struct mm_location_ops *loc_ops;
 
@@ -80,12 +81,12 @@ static int same_advice(const struct mm_advice *a, const struct mm_advice *b)
 {
 	return a->preferred == b->preferred && a->naccessed == b->naccessed &&
 	       !memcmp(a->accessed_by, b->accessed_by, sizeof(a->accessed_by)) &&
-	       a->last_prefetch == b->last_prefetch;
+	       a->last_prefetch == b->last_prefetch && a->read_mostly == b->read_mostly;
 }
 
 static int empty_advice(const struct mm_advice *a)
 {
-	return !a->preferred && !a->naccessed && !a->last_prefetch;
+	return !a->preferred && !a->naccessed && !a->last_prefetch && !a->read_mostly;
 }
 
 /* Insert a copy of @v at index @i (taking its references). */
@@ -215,6 +216,10 @@ static int apply_one(struct mm_advice *a, int advice, const void *loc)
 	case MM_ADVICE_PREFETCH:
 		set_loc(&a->last_prefetch, loc ? loc : MM_LOC_SYSTEM);
 		break;
+	case USVM_ADVISE_READ_MOSTLY:
+	case USVM_ADVISE_UNSET_READ_MOSTLY:
+		a->read_mostly = advice == USVM_ADVISE_READ_MOSTLY;
+		break;
 	default:
 		return -EINVAL;
 	}
@@ -250,6 +255,7 @@ void mm_advice_clear(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
 
 			set_loc(&a->preferred, NULL);
 			set_loc(&a->last_prefetch, NULL);
+			a->read_mostly = 0;
 			a->naccessed = 0;
 			memset(a->accessed_by, 0, sizeof(a->accessed_by));
 		}
@@ -351,19 +357,83 @@ static int user_range(struct usvm_mm *mm, const void *addr, size_t len, uintptr_
 	return ok ? 0 : -EFAULT;
 }
 
+/*
+ * DOC: Read duplication (USVM_ADVISE_READ_MOSTLY)
+ *
+ * A device read fault on a read-mostly range copies it into a read-only
+ * device copy instead of migrating it; the CPU keeps its pages, which are
+ * write-protected (userfaultfd WP) while a copy exists.  Any write collapses
+ * the copies first: a CPU write (or a device write through the CPU mapping)
+ * takes a write-protect fault, whose handler invalidates the block's device
+ * mappings (copies included) and unprotects the block before the write goes
+ * on; a migration, munmap, madvise or mremap invalidates them as always.
+ * Write-protect mode is registered on the whole 2 MiB blocks the advice
+ * touches, so a range of any size around it can be protected.
+ */
+
+/* Add write-protect mode to the blocks around [s, e).  0, -EOPNOTSUPP (the
+ * kernel has no userfaultfd write-protect for this memory) or -errno. */
+static int register_wp(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
+{
+	uintptr_t S = ALIGN_DOWN_UL(s, USVM_BLOCK_SIZE), E = ALIGN_UP_UL(e, USVM_BLOCK_SIZE), p;
+	int err = 0;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	for (p = S; p < E && !err;) {
+		struct usvm_region *r = mm_region_find(mm, p);
+		uintptr_t lo, hi;
+
+		if (!r) {
+			p += USVM_PAGE_SIZE; /* a gap between regions */
+			continue;
+		}
+		lo = MAX_UL(S, r->start);
+		hi = MIN_UL(E, r->end);
+		err = uffd_register_wp(r->uffd, lo, hi - lo);
+		p = hi;
+	}
+	usvm_rwlock_unlock(&mm->regions_lock);
+	return err == -EINVAL ? -EOPNOTSUPP : err;
+}
+
+int mm_read_mostly(struct usvm_mm *mm, uintptr_t addr)
+{
+	size_t i;
+	int yes;
+
+	pthread_rwlock_rdlock(&mm->advice_lock);
+	i = advice_lower_bound(mm, addr);
+	yes = i < mm->nadvice && mm->advice[i].start <= addr && mm->advice[i].read_mostly;
+	pthread_rwlock_unlock(&mm->advice_lock);
+	return yes;
+}
+
+int mm_write_protect(struct usvm_mm *mm, uintptr_t start, uintptr_t end)
+{
+	struct usvm_region *r;
+	int err = -EFAULT;
+
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	r = mm_region_find(mm, start);
+	if (r && end <= r->end)
+		err = uffd_writeprotect(r->uffd, start, end - start, 1);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	return err;
+}
+
 int usvm_advise(struct usvm_mm *mm, void *addr, size_t len, enum usvm_advice advice,
 		void *target)
 {
 	uintptr_t s, e;
 	int err;
 
-	if (advice == USVM_ADVISE_READ_MOSTLY || advice == USVM_ADVISE_UNSET_READ_MOSTLY)
-		return -EOPNOTSUPP;
 	if ((unsigned int)advice > USVM_ADVISE_UNSET_READ_MOSTLY ||
 	    ((advice == USVM_ADVISE_ACCESSED_BY || advice == USVM_ADVISE_UNSET_ACCESSED_BY) &&
 	     !target))
 		return -EINVAL;
 	err = user_range(mm, addr, len, &s, &e);
+	if (!err && advice == USVM_ADVISE_READ_MOSTLY)
+		err = register_wp(mm, s, e);
 	if (err)
 		return err;
 	return mm_advice_update(mm, s, e, advice, target);
@@ -488,6 +558,7 @@ static void advice_attrs(struct usvm_mm *mm, uintptr_t s, uintptr_t e,
 		for (k = 0; k < a->naccessed; k++)
 			out->accessed_by[k] = (struct usvm_device *)a->accessed_by[k];
 		out->naccessed_by = a->naccessed;
+		out->read_mostly = a->read_mostly;
 	} else if (i < mm->nadvice && mm->advice[i].start < e) {
 		out->preferred_mixed = 1; /* advice covers part of the range */
 	}

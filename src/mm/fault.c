@@ -231,6 +231,53 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 #define SERVE_ON_WORKER UINT64_MAX
 
 /*
+ * A write to a write-protected page (DOC: Read duplication, advise.c): the
+ * device copies of its block collapse (invalidated), then the block is
+ * unprotected, which wakes the writer.  Not a CPU fault in the statistics'
+ * sense (nothing is filled or migrated): counted as dup_collapses.  Returns
+ * 0 (served), when to retry, or SERVE_ON_WORKER.
+ */
+static uint64_t serve_wp(struct usvm_mm *mm, struct mm_msg *m, int on_reader)
+{
+	uintptr_t page = ALIGN_DOWN_UL((uintptr_t)m->a, USVM_PAGE_SIZE), lo, hi;
+	struct usvm_region *r;
+	int err;
+
+	if (!on_reader)
+		usvm_rwlock_rdlock(&mm->regions_lock);
+	else if (!usvm_rwlock_tryrdlock(&mm->regions_lock))
+		return SERVE_ON_WORKER;
+	r = mm_region_find(mm, page);
+	if (!r || r->uffd != m->uffd) {
+		usvm_rwlock_unlock(&mm->regions_lock);
+		err = uffd_writeprotect(m->uffd, page, USVM_PAGE_SIZE, 0);
+		return err == -EAGAIN ? usvm_now_ns() + RETRY_EAGAIN_NS : 0;
+	}
+	if (!on_reader) {
+		mm_block_lock_acquire(mm, page);
+	} else if (!mm_block_lock_try(mm, page)) {
+		usvm_rwlock_unlock(&mm->regions_lock);
+		return SERVE_ON_WORKER;
+	}
+	/* The whole block is registered for write-protect (register_wp). */
+	lo = MAX_UL(r->start, ALIGN_DOWN_UL(page, USVM_BLOCK_SIZE));
+	hi = MIN_UL(r->end, ALIGN_DOWN_UL(page, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
+	mm_invalidate(mm, lo, hi, USVM_INVAL_WRITE);
+	err = uffd_writeprotect(m->uffd, lo, hi - lo, 0);
+	if (err && err != -EAGAIN)
+		err = uffd_writeprotect(m->uffd, page, USVM_PAGE_SIZE, 0);
+	mm_block_lock_release(mm, page);
+	usvm_rwlock_unlock(&mm->regions_lock);
+	if (err == -EAGAIN)
+		return usvm_now_ns() + RETRY_EAGAIN_NS;
+	if (!(m->counted & 1)) {
+		m->counted |= 1;
+		STAT_ADD(mm->st.dup_collapses, 1);
+	}
+	return 0;
+}
+
+/*
  * Serve fault @m.  On the reader (@on_reader) no lock is waited for: a busy
  * one returns SERVE_ON_WORKER.  Returns 0 (served), or when to retry.
  */
@@ -240,6 +287,8 @@ static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m, int on_reader)
 	struct usvm_region *r;
 	uint64_t retry = 0;
 
+	if (m->pf_flags & UFFD_PAGEFAULT_FLAG_WP)
+		return serve_wp(mm, m, on_reader);
 	if (!on_reader)
 		usvm_rwlock_rdlock(&mm->regions_lock);
 	else if (!usvm_rwlock_tryrdlock(&mm->regions_lock))

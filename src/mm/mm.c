@@ -153,6 +153,7 @@ void mm_invalidate(struct usvm_mm *mm, uintptr_t start, uintptr_t end,
 		[USVM_INVAL_MIGRATE] = USVM_CAUSE_MIGRATE,
 		[USVM_INVAL_REMOVE] = USVM_CAUSE_DISCARD,
 		[USVM_INVAL_UNMAP] = USVM_CAUSE_UNMAP,
+		[USVM_INVAL_WRITE] = USVM_CAUSE_WRITE,
 	};
 	struct list_head *it;
 	int any;
@@ -692,6 +693,7 @@ int usvm_mm_stats(struct usvm_mm *mm, struct usvm_mm_stats *o)
 	memset(o, 0, sizeof(*o));
 #define C(f) o->f = STAT_READ(mm->st.f)
 	C(cpu_faults); C(cpu_faults_devmem); C(cpu_faults_first_touch); C(cpu_faults_raced);
+	C(dup_collapses);
 	C(timeslice_waits);
 	C(migrations_to_ram); C(bytes_to_ram); C(ns_to_ram);
 	C(migrations_to_dev); C(bytes_to_dev); C(ns_to_dev);

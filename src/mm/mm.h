@@ -193,6 +193,7 @@ enum usvm_inval_event {
 	USVM_INVAL_MIGRATE,   /* pages change residency */
 	USVM_INVAL_REMOVE,    /* contents dropped (free, MADV_DONTNEED) */
 	USVM_INVAL_UNMAP,     /* range gone (munmap, unregister, mremap source) */
+	USVM_INVAL_WRITE,     /* a write: read-only device copies collapse */
 };
 struct usvm_mm_notifier {
 	/* Called with the block lock of the range held ([start, end) never
@@ -312,7 +313,7 @@ struct usvm_mm {
 
 	struct {
 		_Atomic uint64_t cpu_faults, cpu_faults_devmem, cpu_faults_first_touch;
-		_Atomic uint64_t cpu_faults_raced, timeslice_waits;
+		_Atomic uint64_t cpu_faults_raced, timeslice_waits, dup_collapses;
 		_Atomic uint64_t migrations_to_ram, bytes_to_ram, ns_to_ram;
 		_Atomic uint64_t migrations_to_dev, bytes_to_dev, ns_to_dev;
 		_Atomic uint64_t allocs, frees, live_allocs, live_bytes;
@@ -495,6 +496,7 @@ struct mm_advice {
 	const void *last_prefetch;        /* NULL, MM_LOC_SYSTEM or a pagemap */
 	const void *accessed_by[MM_MAX_ACCESSED_BY]; /* devices */
 	unsigned int naccessed;
+	int read_mostly;                  /* USVM_ADVISE_READ_MOSTLY */
 };
 
 /* How mm keeps a pagemap named in advice alive (set by the pagemap layer). */
@@ -514,6 +516,12 @@ void mm_advice_put(struct mm_advice *a);
 /* Is @loc the preferred location at @addr?  Takes no references; any lock
  * but advice_lock may be held. */
 int mm_advice_prefers(struct usvm_mm *mm, uintptr_t addr, const void *loc);
+/* Is @addr advised read-mostly?  Takes no references. */
+int mm_read_mostly(struct usvm_mm *mm, uintptr_t addr);
+/* Write-protect the CPU pages of [start, end) (one region): a device is
+ * about to copy them (see DOC: Read duplication, advise.c).  No lock held.
+ * 0 or -errno (-EAGAIN: changing; -ENOENT: not registered for it). */
+int mm_write_protect(struct usvm_mm *mm, uintptr_t start, uintptr_t end);
 /* A device going away: it accesses nothing any more. */
 void mm_advice_forget(struct usvm_mm *mm, const void *loc);
 void mm_advice_fini(struct usvm_mm *mm);

@@ -118,6 +118,26 @@ int uffd_register(int uffd, uintptr_t start, size_t len)
 	return ioctl(uffd, UFFDIO_REGISTER, &r) ? -errno : 0;
 }
 
+int uffd_register_wp(int uffd, uintptr_t start, size_t len)
+{
+	struct uffdio_register r = {
+		.range = { .start = start, .len = len },
+		.mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+	};
+
+	return ioctl(uffd, UFFDIO_REGISTER, &r) ? -errno : 0;
+}
+
+int uffd_writeprotect(int uffd, uintptr_t start, size_t len, int protect)
+{
+	struct uffdio_writeprotect wp = {
+		.range = { .start = start, .len = len },
+		.mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+	};
+
+	return ioctl(uffd, UFFDIO_WRITEPROTECT, &wp) ? -errno : 0;
+}
+
 int uffd_unregister(int uffd, uintptr_t start, size_t len)
 {
 	struct uffdio_range r = { .start = start, .len = len };

@@ -49,6 +49,13 @@ int usvm_uffd_mode_requested(void);
 int uffd_open(uint64_t features, uint64_t *got, int *mode);
 int uffd_register(int uffd, uintptr_t start, size_t len);
 int uffd_unregister(int uffd, uintptr_t start, size_t len);
+/* Register [start, start+len) again, adding write-protect mode (read
+ * duplication).  0 or -errno. */
+int uffd_register_wp(int uffd, uintptr_t start, size_t len);
+/* Write-protect (@protect) or unprotect and wake [start, start+len).
+ * 0 or -errno (-EAGAIN: the address space is changing; -ENOENT: a part
+ * is not registered for write-protect). */
+int uffd_writeprotect(int uffd, uintptr_t start, size_t len, int protect);
 /* UFFDIO_MOVE [src, src+len) to [dst, dst+len) (@mode: UFFDIO_MOVE_MODE_*). */
 long uffd_move(int uffd, uintptr_t dst, uintptr_t src, size_t len, uint64_t mode);
 /* Map zero pages. */

@@ -120,6 +120,7 @@ static const char *const cause_names[USVM_CAUSE_NR] = {
 	[USVM_CAUSE_UNMAP] = "unmap",
 	[USVM_CAUSE_DISCARD] = "discard",
 	[USVM_CAUSE_MIGRATE] = "migrate",
+	[USVM_CAUSE_WRITE] = "write",
 };
 
 static const char *const fault_names[] = {
