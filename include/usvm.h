@@ -295,7 +295,9 @@ enum usvm_advice {
 };
 
 /**
- * usvm_advise() - advise how [addr, addr+len) is used (cudaMemAdvise).
+ * usvm_advise() - advise how [addr, addr+len) is used (cudaMemAdvise; in
+ * the kernel, a GPU SVM driver's range attributes such as xe's preferred
+ * location).
  * The range is rounded out to pages and must be managed by @mm.  Advice
  * follows the addresses until unset, or until the memory is freed or
  * unregistered; a pagemap named in advice stays alive until then.
@@ -309,16 +311,18 @@ int usvm_advise(struct usvm_mm *mm, void *addr, size_t len, enum usvm_advice adv
 /**
  * usvm_discard() - the contents of [addr, addr+len) are no longer needed:
  * device and system copies are dropped without migrating anything; the next
- * read, CPU or device, sees zeros (like MADV_DONTNEED, without its event
- * round trip).  The range is rounded in to whole pages.
+ * read, CPU or device, sees zeros (the kernel's MADV_DONTNEED, without its
+ * event round trip; CUDA has no direct counterpart before its discard
+ * calls).  The range is rounded in to whole pages.
  * Return: 0, -EINVAL, -EFAULT (not managed), -ENODEV.
  */
 int usvm_discard(struct usvm_mm *mm, void *addr, size_t len);
 
 /**
  * usvm_prefetch() - migrate [addr, addr+len) ahead of use
- * (cudaMemPrefetchAsync, synchronously): into @pagemap (usvm_pagemap_populate_mm
- * with no timeslice), or with @pagemap NULL back to system memory.
+ * (cudaMemPrefetchAsync, synchronously; the kernel's drm_gpusvm prefetch
+ * through populate_mm): into @pagemap (usvm_pagemap_populate_mm with no
+ * timeslice), or with @pagemap NULL back to system memory.
  * Return: what usvm_pagemap_populate_mm() returns, or 0, -EINVAL, -EFAULT
  * (not managed), -EIO (a copy kept failing), -ENODEV.
  */
@@ -368,7 +372,8 @@ struct usvm_range_attrs {
 };
 
 /**
- * usvm_range_attr() - advice and residency of [addr, addr+len).
+ * usvm_range_attr() - advice and residency of [addr, addr+len)
+ * (cudaMemRangeGetAttributes; the kernel has no counterpart).
  * Return: 0, -EINVAL, -EFAULT (not managed), -ENODEV.
  */
 int usvm_range_attr(struct usvm_mm *mm, const void *addr, size_t len,
