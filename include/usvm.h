@@ -312,8 +312,9 @@ int usvm_advise(struct usvm_mm *mm, void *addr, size_t len, enum usvm_advice adv
  * usvm_discard() - the contents of [addr, addr+len) are no longer needed:
  * device and system copies are dropped without migrating anything; the next
  * read, CPU or device, sees zeros (the kernel's MADV_DONTNEED, without its
- * event round trip; CUDA has no direct counterpart before its discard
- * calls).  The range is rounded in to whole pages.
+ * event round trip; CUDA's cudaMemDiscardBatchAsync for one range,
+ * synchronously, where CUDA's reads are indeterminate instead of zero).
+ * The range is rounded in to whole pages.
  * Return: 0, -EINVAL, -EFAULT (not managed), -ENODEV.
  */
 int usvm_discard(struct usvm_mm *mm, void *addr, size_t len);
