@@ -461,6 +461,7 @@ static void commit_taken(struct devmem *dm, const uintptr_t *src, long taken,
 	usvm_event(USVM_EV_MIGRATE, USVM_CAUSE_POPULATE, src[0], bytes, "system", pm->name, t0,
 		   ns, 0);
 	mm_assert_block_locked(mm, dm->block);
+	dm->base.since_ns = t0;
 	for (i = 0; i < taken; i++) {
 		region_page_set_dm(dm->region, src[i], &dm->base, (uint32_t)i);
 		dm->va[i] = src[i];

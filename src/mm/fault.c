@@ -212,6 +212,19 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 			    ret > 0 ? (uint64_t)ret : USVM_PAGE_SIZE);
 		return 0;
 	}
+	if (dm->since_ns > m->read_ns) {
+		/*
+		 * Read before this allocation took the page: the page was then
+		 * present (its wake went out before populate could take it) or
+		 * missing.  Present: the faulting thread runs already, and
+		 * migrating back would undo a migration nobody asked to undo.
+		 * Missing: the wake makes it fault again, on a fresh message.
+		 */
+		classify(mm, m, FAULT_RACED, 0);
+		uffd_wake(m->uffd, page, USVM_PAGE_SIZE);
+		fault_event(m, USVM_FAULT_RACED, USVM_PAGE_SIZE);
+		return 0;
+	}
 	classify(mm, m, FAULT_DEVMEM, 0);
 	ret = dm->ops->migrate_to_ram(dm, MM_MIGRATE_CPU_FAULT, page, &retry_at);
 	classify(mm, m, FAULT_DEVMEM, ret == -EINPROGRESS);

@@ -99,6 +99,9 @@ struct mm_devmem_ops {
 struct mm_devmem {
 	const struct mm_devmem_ops *ops;
 	struct usvm_pagemap *pagemap;  /* whose memory (compared, never followed, by mm) */
+	/* When it started taking its pages (set by migrate, block lock held):
+	 * a fault message read before that is stale (see serve_page()). */
+	uint64_t since_ns;
 };
 
 /* ---- pages and regions ------------------------------------------------------ */
