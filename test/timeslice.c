@@ -97,14 +97,19 @@ int main(void)
 	while (mm_stats(mm).timeslice_waits == m0.timeslice_waits && now_ns() < deadline)
 		sleep_ms(1);
 	m1 = mm_stats(mm);
-	CHECK(m1.timeslice_waits == m0.timeslice_waits + 1, "timeslice waits %llu, expected 1",
-	      (unsigned long long)(m1.timeslice_waits - m0.timeslice_waits));
+	CHECK(m1.timeslice_waits >= m0.timeslice_waits + 1, "no timeslice wait counted");
 	CHECK(!atomic_load(&t[0].done), "the toucher read device memory inside the timeslice");
 	CHECK_RET(usvm_pagemap_evict(pm, mm, p), len);
 	pthread_join(th[0], NULL);
 	settle(mm, p, len);
 	m1 = mm_stats(mm);
-	CHECK(m1.timeslice_waits == m0.timeslice_waits + 1, "the wait was counted again");
+	/* One wait per fault message, never counted twice.  (A stale message
+	 * of step 1 served late only wakes the toucher, which then faults -
+	 * and may wait - once more: see serve_page().) */
+	CHECK(m1.timeslice_waits - m0.timeslice_waits <= m1.cpu_faults_devmem - m0.cpu_faults_devmem,
+	      "timeslice waits %llu for %llu faults on device memory",
+	      (unsigned long long)(m1.timeslice_waits - m0.timeslice_waits),
+	      (unsigned long long)(m1.cpu_faults_devmem - m0.cpu_faults_devmem));
 	CHECK_PATTERN(p, len, 2);
 
 	/* Timeslice 0: no waits at all. */
