@@ -234,22 +234,8 @@ static int fatal(struct usvm_kctx *ctx, uintptr_t va, int err)
 	return err;
 }
 
-/* Is @va in a live region of @mm?  Its end if so, else 0. */
-static uintptr_t managed_until(struct usvm_mm *mm, uintptr_t va)
-{
-	struct usvm_region *r;
-	uintptr_t end = 0;
-
-	usvm_rwlock_rdlock(&mm->regions_lock);
-	r = mm_region_find(mm, va);
-	if (r && !atomic_load(&r->dying) && !atomic_load(&r->gone))
-		end = r->end;
-	usvm_rwlock_unlock(&mm->regions_lock);
-	return end;
-}
-
-/* The 2 MiB block of @va clipped to its live region of @mm: 0, or -EFAULT. */
-static int block_in_region(struct usvm_mm *mm, uintptr_t va, uintptr_t *start, uintptr_t *end)
+/* The bounds of the live region of @mm holding @va: 0, or -EFAULT. */
+static int live_region(struct usvm_mm *mm, uintptr_t va, uintptr_t *start, uintptr_t *end)
 {
 	struct usvm_region *r;
 	int err = -EFAULT;
@@ -257,12 +243,32 @@ static int block_in_region(struct usvm_mm *mm, uintptr_t va, uintptr_t *start, u
 	usvm_rwlock_rdlock(&mm->regions_lock);
 	r = mm_region_find(mm, va);
 	if (r && !atomic_load(&r->dying) && !atomic_load(&r->gone)) {
-		*start = MAX_UL(r->start, ALIGN_DOWN_UL(va, USVM_BLOCK_SIZE));
-		*end = MIN_UL(r->end, ALIGN_DOWN_UL(va, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
+		*start = r->start;
+		*end = r->end;
 		err = 0;
 	}
 	usvm_rwlock_unlock(&mm->regions_lock);
 	return err;
+}
+
+/* Is @va in a live region of @mm?  Its end if so, else 0. */
+static uintptr_t managed_until(struct usvm_mm *mm, uintptr_t va)
+{
+	uintptr_t start, end;
+
+	return live_region(mm, va, &start, &end) ? 0 : end;
+}
+
+/* The 2 MiB block of @va clipped to its live region of @mm: 0, or -EFAULT. */
+static int block_in_region(struct usvm_mm *mm, uintptr_t va, uintptr_t *start, uintptr_t *end)
+{
+	uintptr_t block = ALIGN_DOWN_UL(va, USVM_BLOCK_SIZE);
+
+	if (live_region(mm, va, start, end))
+		return -EFAULT;
+	*start = MAX_UL(*start, block);
+	*end = MIN_UL(*end, block + USVM_BLOCK_SIZE);
+	return 0;
 }
 
 /* ---- the fault flow ------------------------------------------------------- */

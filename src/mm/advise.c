@@ -265,15 +265,23 @@ void mm_advice_clear(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
 	flush_puts();
 }
 
+/* The interval of advice holding @addr, or NULL; advice_lock held. */
+static const struct mm_advice *advice_at(struct usvm_mm *mm, uintptr_t addr)
+{
+	size_t i = advice_lower_bound(mm, addr);
+
+	return i < mm->nadvice && mm->advice[i].start <= addr ? &mm->advice[i] : NULL;
+}
+
 void mm_advice_get(struct usvm_mm *mm, uintptr_t addr, struct mm_advice *out)
 {
-	size_t i;
+	const struct mm_advice *a;
 
 	memset(out, 0, sizeof(*out));
 	pthread_rwlock_rdlock(&mm->advice_lock);
-	i = advice_lower_bound(mm, addr);
-	if (i < mm->nadvice && mm->advice[i].start <= addr) {
-		*out = mm->advice[i];
+	a = advice_at(mm, addr);
+	if (a) {
+		*out = *a;
 		advice_get_refs(out); /* the caller drops them: mm_advice_put() */
 	}
 	pthread_rwlock_unlock(&mm->advice_lock);
@@ -281,12 +289,12 @@ void mm_advice_get(struct usvm_mm *mm, uintptr_t addr, struct mm_advice *out)
 
 int mm_advice_prefers(struct usvm_mm *mm, uintptr_t addr, const void *loc)
 {
-	size_t i;
+	const struct mm_advice *a;
 	int yes;
 
 	pthread_rwlock_rdlock(&mm->advice_lock);
-	i = advice_lower_bound(mm, addr);
-	yes = i < mm->nadvice && mm->advice[i].start <= addr && mm->advice[i].preferred == loc;
+	a = advice_at(mm, addr);
+	yes = a && a->preferred == loc;
 	pthread_rwlock_unlock(&mm->advice_lock);
 	return yes;
 }
@@ -398,12 +406,12 @@ static int register_wp(struct usvm_mm *mm, uintptr_t s, uintptr_t e)
 
 int mm_read_mostly(struct usvm_mm *mm, uintptr_t addr)
 {
-	size_t i;
+	const struct mm_advice *a;
 	int yes;
 
 	pthread_rwlock_rdlock(&mm->advice_lock);
-	i = advice_lower_bound(mm, addr);
-	yes = i < mm->nadvice && mm->advice[i].start <= addr && mm->advice[i].read_mostly;
+	a = advice_at(mm, addr);
+	yes = a && a->read_mostly;
 	pthread_rwlock_unlock(&mm->advice_lock);
 	return yes;
 }

@@ -243,6 +243,30 @@ static uint64_t serve_page(struct usvm_mm *mm, struct usvm_region *r, struct mm_
 /* serve_fault() on the reader: a lock was busy, a worker must do it. */
 #define SERVE_ON_WORKER UINT64_MAX
 
+/* Take regions_lock for reading; on the reader (@on_reader) only if it is
+ * free.  Return 1 (held) or 0 (busy). */
+static int regions_lock_for(struct usvm_mm *mm, int on_reader)
+{
+	if (on_reader)
+		return usvm_rwlock_tryrdlock(&mm->regions_lock);
+	usvm_rwlock_rdlock(&mm->regions_lock);
+	return 1;
+}
+
+/* Take @page's block lock, regions_lock held; on the reader only if it is
+ * free.  Return 1 (held) or 0 (busy: regions_lock dropped too). */
+static int block_lock_for(struct usvm_mm *mm, uintptr_t page, int on_reader)
+{
+	if (!on_reader) {
+		mm_block_lock_acquire(mm, page);
+		return 1;
+	}
+	if (mm_block_lock_try(mm, page))
+		return 1;
+	usvm_rwlock_unlock(&mm->regions_lock);
+	return 0;
+}
+
 /*
  * A write to a write-protected page (DOC: Read duplication, advise.c): the
  * device copies of its block collapse (invalidated), then the block is
@@ -256,9 +280,7 @@ static uint64_t serve_wp(struct usvm_mm *mm, struct mm_msg *m, int on_reader)
 	struct usvm_region *r;
 	int err;
 
-	if (!on_reader)
-		usvm_rwlock_rdlock(&mm->regions_lock);
-	else if (!usvm_rwlock_tryrdlock(&mm->regions_lock))
+	if (!regions_lock_for(mm, on_reader))
 		return SERVE_ON_WORKER;
 	r = mm_region_find(mm, page);
 	if (!r || r->uffd != m->uffd) {
@@ -266,12 +288,8 @@ static uint64_t serve_wp(struct usvm_mm *mm, struct mm_msg *m, int on_reader)
 		err = uffd_writeprotect(m->uffd, page, USVM_PAGE_SIZE, 0);
 		return err == -EAGAIN ? usvm_now_ns() + RETRY_EAGAIN_NS : 0;
 	}
-	if (!on_reader) {
-		mm_block_lock_acquire(mm, page);
-	} else if (!mm_block_lock_try(mm, page)) {
-		usvm_rwlock_unlock(&mm->regions_lock);
+	if (!block_lock_for(mm, page, on_reader))
 		return SERVE_ON_WORKER;
-	}
 	/* The whole block is registered for write-protect (register_wp). */
 	lo = MAX_UL(r->start, ALIGN_DOWN_UL(page, USVM_BLOCK_SIZE));
 	hi = MIN_UL(r->end, ALIGN_DOWN_UL(page, USVM_BLOCK_SIZE) + USVM_BLOCK_SIZE);
@@ -302,9 +320,7 @@ static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m, int on_reader)
 
 	if (m->pf_flags & UFFD_PAGEFAULT_FLAG_WP)
 		return serve_wp(mm, m, on_reader);
-	if (!on_reader)
-		usvm_rwlock_rdlock(&mm->regions_lock);
-	else if (!usvm_rwlock_tryrdlock(&mm->regions_lock))
+	if (!regions_lock_for(mm, on_reader))
 		return SERVE_ON_WORKER;
 	r = mm_region_find(mm, page);
 	if (!r || r->uffd != m->uffd) {
@@ -322,12 +338,8 @@ static uint64_t serve_fault(struct usvm_mm *mm, struct mm_msg *m, int on_reader)
 		usvm_rwlock_unlock(&mm->regions_lock);
 		return usvm_now_ns() + RETRY_PENDING_NS;
 	}
-	if (!on_reader) {
-		mm_block_lock_acquire(mm, page);
-	} else if (!mm_block_lock_try(mm, page)) {
-		usvm_rwlock_unlock(&mm->regions_lock);
+	if (!block_lock_for(mm, page, on_reader))
 		return SERVE_ON_WORKER;
-	}
 	retry = serve_page(mm, r, m, page);
 	mm_block_lock_release(mm, page);
 	usvm_rwlock_unlock(&mm->regions_lock);
